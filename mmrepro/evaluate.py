@@ -118,6 +118,13 @@ def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[
     return phi
 
 
+def shapley_monitor(method: torch.nn.Module, ctx) -> dict[str, float]:
+    """Training monitor: each modality's Shapley value for validation accuracy (``shapley_<m>`` columns)."""
+    if len(method.modalities) < 2:
+        return {}
+    return {f"shapley_{m}": v for m, v in shapley(method, ctx.splits.val, method.modalities).items()}
+
+
 def robustness_sweep(method: torch.nn.Module, splits: Splits, kind: str, levels: Iterable[float],
                      targets: Sequence[Sequence[str]] | None = None, split: str = "test") -> pd.DataFrame:
     """Accuracy at each corruption level, corrupting each group of modalities in ``targets``.
@@ -154,8 +161,8 @@ def features(method: torch.nn.Module, dataset: DictDataset, batch_size: int = 51
     return {m: torch.cat(v) for m, v in p_chunks.items()}
 
 
-def linear_probe(method: torch.nn.Module, splits: Splits, modality: str, C: float = 1.0) -> float:
-    """Test accuracy of a logistic regression on one modality's frozen encoder features.
+def linear_probe_predictions(method: torch.nn.Module, splits: Splits, modality: str, C: float = 1.0) -> np.ndarray:
+    """Test-set predictions of a logistic regression on one modality's frozen encoder features.
 
     Fitted on the training split; measures how much the encoder learned, whatever
     the fusion head makes of it.
@@ -164,4 +171,9 @@ def linear_probe(method: torch.nn.Module, splits: Splits, modality: str, C: floa
     test = features(method, splits.test)[modality].numpy()
     scaler = StandardScaler().fit(train)
     clf = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train), splits.train.tensors[LABEL].numpy())
-    return float(np.mean(clf.predict(scaler.transform(test)) == splits.test.tensors[LABEL].numpy()))
+    return clf.predict(scaler.transform(test))
+
+
+def linear_probe(method: torch.nn.Module, splits: Splits, modality: str, C: float = 1.0) -> float:
+    """Test accuracy of the linear probe on one modality's frozen encoder features."""
+    return float(np.mean(linear_probe_predictions(method, splits, modality, C) == splits.test.tensors[LABEL].numpy()))

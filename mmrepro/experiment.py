@@ -1,15 +1,30 @@
-"""Repeat a training recipe over seeds and summarise: what every chapter's tables are made of."""
+"""Repeat a training recipe over seeds, and run one declared spec end to end: what chapters are made of.
+
+``RunSpec`` declares a run as data (dataset and options, method and arguments, training config, seed, what to
+measure), so a run can be recorded, keyed, re-derived from its record and sharded across processes;
+``execute(spec)`` builds, trains and measures it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
+import torch
 
-from .data.core import Splits
+from . import data as datasets
+from . import evaluate, methods
+from .data.core import LABEL, Splits
 from .methods.base import Method
 from .train import FitResult, Monitor, TrainConfig, fit, seed_everything
+
+#: how a run is judged converged: the best validation epoch is not in the last fifth of training
+CONVERGENCE_RULE = "the best validation epoch lies before the last fifth of the epochs"
+MONITORS: dict[str, Monitor] = {"shapley": lambda method, ctx: evaluate.shapley_monitor(method, ctx)}
+MEASURES = ("probe",)
 
 
 @dataclass
@@ -39,3 +54,85 @@ def mean_std(data: pd.DataFrame, by: str | Sequence[str], columns: Sequence[str]
     mean, std = grouped.mean() * scale, grouped.std(ddof=1).fillna(0.0) * scale
     text = mean.combine(std, lambda m, s: m.map(f"{{:.{digits}f}}".format) + " ± " + s.map(f"{{:.{digits}f}}".format))
     return text.mask(mean.isna(), "—")  # a column that does not apply to a group
+
+
+def converged(history: pd.DataFrame, task: str = "classification") -> tuple[bool, int]:
+    """(converged by ``CONVERGENCE_RULE``, best validation epoch), from the validation curve alone."""
+    score = history["val_accuracy"] if task == "classification" else -history["val_mse"]
+    epochs, best = len(history), int(history["epoch"].iloc[int(score.to_numpy().argmax())])
+    return best < epochs - max(1, math.ceil(epochs / 5)), best
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run as data: everything that changes its numbers, and nothing else."""
+
+    arm: str
+    method: str
+    seed: int
+    data: dict[str, Any]
+    train: dict[str, Any]
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+    subsample: int | None = None
+    monitor: str | None = None
+    measures: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.monitor is not None and self.monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {self.monitor!r}; valid: {', '.join(MONITORS)}")
+        unknown = [m for m in self.measures if m not in MEASURES]
+        if unknown:
+            raise ValueError(f"unknown measures {unknown}; valid: {', '.join(MEASURES)}")
+        for key in ("seed", "device", "progress", "checkpoint_dir", "resume"):
+            if key in self.train:
+                raise ValueError(f"train config must not set {key!r}: the spec or the executor sets it")
+        TrainConfig(**self.train)  # an impossible config fails here, before any training
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "measures": list(self.measures)}
+
+    def splits(self) -> Splits:
+        """The run's data: the named dataset with its options, optionally subsampled, restricted to a modality."""
+        splits = datasets.load(**self.data)
+        if self.subsample is not None:
+            splits = splits.subsample_train(self.subsample, seed=0)
+        return splits
+
+
+def _items(p: evaluate.Predictions, task: str) -> tuple[dict[str, float], dict[str, list]]:
+    """Test metrics and the per-item scores (means of which are the metrics) that verdict intervals use."""
+    metrics = evaluate.metrics(p, task)
+    if task == "regression":
+        err = (p.logits.view_as(p.labels).float() - p.labels.float())
+        return metrics, {"abs_error": err.abs().tolist()}
+    items: dict[str, list] = {"accuracy": (p.logits.argmax(-1) == p.labels).float().tolist()}
+    for m, logits in p.unimodal_logits.items():
+        items[f"accuracy_{m}"] = (logits.argmax(-1) == p.labels).float().tolist()
+    return metrics, items
+
+
+def execute(spec: RunSpec, device: str = "auto") -> dict[str, Any]:
+    """Build, train and measure one run: the body of a run record (provenance is added by ``records``)."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    splits = spec.splits()
+    run_splits = splits.select([spec.build["modality"]]) if spec.method == "unimodal" else splits
+    seed_everything(spec.seed)
+    method = methods.build(spec.method, splits, **spec.build, **spec.method_kwargs)
+    monitor = MONITORS[spec.monitor] if spec.monitor else None
+    result = fit(method, run_splits, TrainConfig(**spec.train), monitor=monitor, seed=spec.seed, device=device)
+    predictions = evaluate.predict(method, run_splits.test, batch_size=result.config["eval_batch_size"])
+    metrics, items = _items(predictions, splits.task)
+    outputs = predictions.logits.argmax(-1) if splits.task == "classification" else predictions.logits.view(-1)
+    if "probe" in spec.measures:
+        for m in run_splits.modalities:
+            pred = evaluate.linear_probe_predictions(method, run_splits, m)
+            items[f"probe_{m}"] = (torch.as_tensor(pred) == run_splits.test.tensors[LABEL]).float().tolist()
+            metrics[f"probe_{m}"] = sum(items[f"probe_{m}"]) / len(pred)
+    ok, best = converged(result.history, splits.task)
+    return {"arm": spec.arm, "seed": spec.seed, "spec": spec.as_dict(), "history": result.history.to_dict("records"),
+            "epochs": len(result.history), "best_epoch": best, "selected_epoch": result.best_epoch,
+            "converged": ok, "convergence_rule": CONVERGENCE_RULE, "metrics": metrics, "items": items,
+            "labels": run_splits.test.tensors[LABEL].tolist(),
+            "predictions": outputs.tolist(), "device": result.device,
+            "wall_time": time.perf_counter() - start, "cpu_time": time.process_time() - cpu_start}
