@@ -176,8 +176,9 @@ def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", proce
     """Load every spec's record when one with its key exists; train the missing ones, saving each as it ends.
 
     ``processes`` worker processes (default: 2 on CPU, 1 on a GPU) of ``threads`` threads each train the
-    missing runs; ``shard=(i, n)`` trains only the missing runs whose position is ``i`` modulo ``n`` (a cluster
-    fills one grid from many processes); ``save=False`` trains without writing (the smoke profile).
+    missing runs; ``shard=(i, n)`` trains only the missing runs whose position in ``specs`` is ``i`` modulo
+    ``n``, so the processes of a cluster job fill one grid without training a run twice (``shard_from_env``
+    reads the launcher's rank); ``save=False`` trains without writing (the smoke profile).
     """
     _check_specs(specs)
     if threads is not None:
@@ -186,12 +187,26 @@ def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", proce
     paths = [path_for(chapter, s, k, root) for s, k in zip(specs, keys)]
     records: dict[int, dict] = {} if _rerun() else {i: read(p) for i, p in enumerate(paths) if p.is_file()}
     missing = [i for i in range(len(specs)) if i not in records]
-    if shard is not None:
-        missing = [i for n, i in enumerate(missing) if n % shard[1] == shard[0]]
+    if shard is not None:  # by the spec's position, so every process agrees on who trains what
+        missing = [i for i in missing if i % shard[1] == shard[0]]
     computed = _train(specs, missing, device, processes, threads, paths if save else None)
     records.update(computed)
     loaded = len(records) - len(computed)
     return Grid(chapter, [records[i] for i in sorted(records)], loaded, len(computed), _stale(chapter, paths, root))
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """(index, count) of this process in a ``torchrun`` launch (RANK/WORLD_SIZE) or a SLURM array job."""
+    env = os.environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        index, count = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0)), int(env["SLURM_ARRAY_TASK_COUNT"])
+    elif "RANK" in env and "WORLD_SIZE" in env:
+        index, count = int(env["RANK"]), int(env["WORLD_SIZE"])
+    else:
+        return None
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is outside 0..{count - 1}")
+    return index, count
 
 
 def _check_specs(specs: Sequence[RunSpec]) -> None:

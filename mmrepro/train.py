@@ -38,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_step: int | None = None  # StepLR period in epochs (None: constant)
     lr_gamma: float = 0.1
+    patience: int | None = None  # early stopping: end after this many epochs without a better validation score
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"  # "cpu", "cuda", "mps" or "auto"
@@ -61,6 +62,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be None or >= 1 epochs, got {self.patience}")
 
 
 @dataclass
@@ -200,14 +203,17 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
             row.update(monitor(method, ctx))
         state["history"].append(row)
         score = _validation_score(val, splits.task)
-        if cfg.select == "best" and score > state["best_score"]:
+        if score > state["best_score"]:
             state["best_score"], state["best_epoch"] = score, epoch
-            state["best_state"] = {k: v.detach().clone() for k, v in method.state_dict().items()}
+            if cfg.select == "best":
+                state["best_state"] = {k: v.detach().clone() for k, v in method.state_dict().items()}
         state["epoch"] = epoch
         bar.set_postfix(val=f"{score:.3f}")
         if ckpt is not None:
             state["rng"], state["step"] = torch.get_rng_state(), ctx.step
             fabric.save(ckpt, state)
+        if cfg.patience is not None and epoch - state["best_epoch"] >= cfg.patience:
+            break  # early stopping: validation has not improved for `patience` epochs
 
     if cfg.select == "best" and state["best_state"] is not None:
         method.load_state_dict(state["best_state"])

@@ -270,6 +270,30 @@ def _numeric(record: Mapping, metric: str) -> bool:
     return isinstance(value, (int, float, list)) and not isinstance(value, bool)
 
 
+def simulate_scores(rng: np.random.Generator, seeds: int = 5, items: int = 300, effect: float = 0.0,
+                    seed_sd: float = 0.3, arm_sd: float = 0.07, interaction_sd: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item correctness (0/1) of two arms that share seeds (paired) and one fixed test set, for checking the rule.
+
+    Each item has a difficulty and an arm-by-item interaction ±w/2 (symmetric, so with ``effect = 0`` the two
+    arms have exactly the same expected accuracy over the item population); each seed shifts both arms alike
+    (what pairing removes) plus a little noise of its own; ``effect`` shifts the treatment's logits.
+    """
+    difficulty = rng.normal(1.2, 1.2, items)
+    w = rng.normal(0, interaction_sd, items)
+    shared = rng.normal(0, seed_sd, (seeds, 1))
+    logits = [difficulty + sign * w / 2 + shared + rng.normal(0, arm_sd, (seeds, 1)) + (effect if sign > 0 else 0.0)
+              for sign in (1, -1)]
+    return tuple((rng.random((seeds, items)) < 1 / (1 + np.exp(-x))).astype(float) for x in logits)
+
+
+def power(rng: np.random.Generator, seeds: int, delta: float, effect: float, m: int, runs: int = 150,
+          **noise: float) -> float:
+    """Share of simulated comparisons, in a family of ``m``, that a true logit shift ``effect`` is judged reproduced."""
+    level = 1 - ALPHA / m
+    return float(np.mean([outcome(compare(*simulate_scores(rng, seeds, effect=effect, **noise), level=level), delta)
+                          == "reproduced" for _ in range(runs)]))
+
+
 def fmt_interval(row: Mapping, scale: float = 100.0, digits: int = 1) -> str:
     """'+4.0 [+1.2, +6.8]' in the metric's units times ``scale`` (percentage points by default)."""
     if not math.isfinite(row["effect"]):

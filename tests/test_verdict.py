@@ -8,21 +8,7 @@ from mmrepro import verdict
 from mmrepro.verdict import Arm, Claim, compare, judge
 
 
-def simulate(rng: np.random.Generator, seeds: int = 5, items: int = 300, effect: float = 0.0,
-             seed_sd: float = 0.3, arm_sd: float = 0.07, interaction_sd: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item correctness (0/1) of two arms that share seeds (paired) and one fixed test set.
-
-    Each item has a difficulty and an arm-by-item interaction ±w/2 (symmetric, so with ``effect = 0`` the two
-    arms have exactly the same expected accuracy over the item population); each seed shifts both arms
-    alike (what pairing removes) plus a little noise of its own.
-    """
-    difficulty = rng.normal(1.2, 1.2, items)
-    w = rng.normal(0, interaction_sd, items)
-    shared = rng.normal(0, seed_sd, (seeds, 1))
-    logit_t = difficulty + w / 2 + shared + rng.normal(0, arm_sd, (seeds, 1)) + effect
-    logit_c = difficulty - w / 2 + shared + rng.normal(0, arm_sd, (seeds, 1))
-    draw = lambda logit: (rng.random((seeds, items)) < 1 / (1 + np.exp(-logit))).astype(float)  # noqa: E731
-    return draw(logit_t), draw(logit_c)
+simulate = verdict.simulate_scores
 
 
 def family_error_rate(rng: np.random.Generator, families: int, m: int, seeds: int) -> float:
@@ -91,20 +77,13 @@ def test_ignoring_the_item_noise_would_break_the_rate():
     assert ours / 400 <= verdict.ALPHA + 2.5 * np.sqrt(0.05 * 0.95 / 400)
 
 
-def power(rng: np.random.Generator, seeds: int, delta: float, effect: float, m: int, runs: int = 150) -> float:
-    """Share of simulated families in which a true effect (logit shift ``effect``) is judged reproduced."""
-    level = 1 - verdict.ALPHA / m
-    return np.mean([verdict.outcome(compare(*simulate(rng, seeds, effect=effect, interaction_sd=0.5), level=level),
-                                    delta) == "reproduced" for _ in range(runs)])
-
-
 def test_power_at_twice_delta_grows_with_seeds():
     """Power at a true effect of 2 * delta (3-claim family, 300 items): printed per seed count, and it grows."""
     rng = np.random.default_rng(3)
     delta, effect = 0.04, 0.58
     truth = np.mean([np.subtract(*simulate(rng, 20, 3000, effect=effect, interaction_sd=0.5)).mean() for _ in range(50)])
     assert truth == pytest.approx(2 * delta, abs=0.005)
-    curve = {s: power(rng, s, delta, effect, m=3) for s in (3, 5, 10)}
+    curve = {s: verdict.power(rng, s, delta, effect, m=3, interaction_sd=0.5) for s in (3, 5, 10)}
     print(f"power at a true effect of {truth:.3f} (delta {delta}, 3 claims) by seeds: {curve}")
     assert curve[3] < curve[5] < curve[10]
     assert curve[5] >= 0.15 and curve[10] >= 0.7  # why the protocol asks for about 10 seeds per confirmatory claim
