@@ -13,7 +13,7 @@ NB_ENV := env -u MPLBACKEND
 # pytest exits 5 when it collects no tests: that is reported, not a failure of the build.
 ALLOW_EMPTY := rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), not an error"; else exit $$rc; fi
 
-.PHONY: book test venv unit nbval site lock clean
+.PHONY: book test venv unit nbval verify site lock clean
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ book: venv
 
 ## run the tests: unit tests, nbval on every chapter (smoke), a smoke site build checked page by page
 test: venv
-	$(MAKE) unit nbval
+	$(MAKE) unit nbval verify
 	$(MAKE) site PROFILE=smoke
 
 unit: venv
@@ -46,6 +46,12 @@ nbval: venv
 	done
 	MMREPRO_PROFILE=smoke $(NB_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax $(NB_DIR) \
 		|| { $(ALLOW_EMPTY); }
+
+## re-derive one committed run record per chapter, picked at random, and fail if its metrics differ
+verify: venv
+	folders=$$(for d in results/*/; do ls $$d*.json >/dev/null 2>&1 && echo $$d; done); \
+	if [ -z "$$folders" ]; then echo "verify: no run records committed yet"; exit 0; fi; \
+	$(BIN)/python -m mmrepro.records verify $$folders
 
 PROFILE ?= smoke
 site: venv
