@@ -206,9 +206,9 @@ def _status(c: Claim, arms: Mapping[str, Arm], preconditions: Precondition, smok
     """Why a claim is not judged (or None when it is)."""
     if smoke:
         return "smoke run"
-    holds, _ = preconditions.get(c.name, (True, ""))
+    holds, measured = preconditions.get(c.name, (True, ""))
     if not holds:
-        return "not testable here"
+        return f"not testable here: {measured}" if measured else "not testable here"
     for arm in (c.treatment, c.control):
         if not all(arms[arm].converged):
             bad = sum(not x for x in arms[arm].converged)
@@ -234,8 +234,7 @@ def _row(c: Claim, arms: Mapping[str, Arm], status: str | None, level: float, m:
         cmp = None
         row.update(effect=float("nan"), low=float("nan"), high=float("nan"), level=level, seeds=len(seeds), items=0)
     if status is not None:
-        row.update(outcome=status.split(":")[0] if status.startswith("not judged") else status, note=status,
-                   settle="")
+        row.update(outcome=status.split(":")[0], note=status, settle="")
     elif c.kind == "sanity":
         holds = cmp.low > c.delta
         row.update(outcome="sanity check: holds" if holds else "sanity check: fails",
@@ -306,9 +305,9 @@ def table(verdicts: pd.DataFrame, scale: float = 100.0, unit: str = "points") ->
     """The verdict table as the book shows it: claim, paper evidence, our evidence, outcome, what would settle it."""
     ours = [f"{fmt_interval(r, scale)} {unit} ({r['comparison']}, {r['metric']}, {r['seeds']} seeds; "
             f"delta {scale * r['delta']:.1f})" for _, r in verdicts.iterrows()]
-    return pd.DataFrame({"paper evidence": verdicts["paper evidence"], "our evidence": ours,
-                         "verdict": verdicts["outcome"], "what would settle it": verdicts["settle"].replace("", "—")},
-                        index=verdicts.index)
+    shown = verdicts["outcome"].where(~verdicts["outcome"].isin(["not judged", "not testable here"]), verdicts["note"])
+    return pd.DataFrame({"paper evidence": verdicts["paper evidence"], "our evidence": ours, "verdict": shown,
+                         "what would settle it": verdicts["settle"].replace("", "—")}, index=verdicts.index)
 
 
 def summary(verdicts: pd.DataFrame) -> str:
