@@ -35,7 +35,7 @@ from mmrepro.train import Context, TrainConfig, device_name, make_optimizer, mak
 
 BASELINE = "joint"
 #: the imbalance baselines the chapters compare against (``book/baselines.md``)
-BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "agm", "mslr", "greedy", "eau", "pdf")
+BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "agm", "mslr", "greedy", "eau", "pdf", "mmdynamics")
 
 
 class _Runner:

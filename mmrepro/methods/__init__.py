@@ -16,6 +16,7 @@ from .eau import EAU
 from .gblending import GBlending
 from .greedy import Greedy
 from .iibalance import IIBalance
+from .mmdynamics import MMDynamics
 from .mmpareto import MMPareto
 from .mslr import MSLR
 from .mwam import MWAM, MissingModalityHost
@@ -34,6 +35,7 @@ REGISTRY: dict[str, tuple[Callable[..., Method], str]] = {
     "udml": (UDML, "concat"),
     "eau": (EAU, EAU.fusions[0]),
     "pdf": (PDF, PDF.fusions[0]),
+    "mmdynamics": (MMDynamics, MMDynamics.fusions[0]),
     "qmf": (QMF, "late"),
     "tmc": (TMC, "late"),
     "iibalance": (IIBalance, "sum"),
@@ -69,6 +71,6 @@ def build(name: str, splits: Splits, encoder: str = "auto", fusion: str | None =
     return cls(model, task=splits.task, **kwargs)
 
 
-__all__ = ["AGM", "EAU", "GBlending", "Greedy", "IIBalance", "Joint", "LateFusionTraining", "MMPareto", "MSLR",
-           "MWAM", "Method", "MissingModalityHost", "OGMGE", "PDF", "PMR", "QMF", "REGISTRY", "StepOut", "TMC", "UDML", "build",
-           "ogm_coefficients", "task_loss", "true_class_scores"]
+__all__ = ["AGM", "EAU", "GBlending", "Greedy", "IIBalance", "Joint", "LateFusionTraining", "MMDynamics", "MMPareto",
+           "MSLR", "MWAM", "Method", "MissingModalityHost", "OGMGE", "PDF", "PMR", "QMF", "REGISTRY", "StepOut", "TMC",
+           "UDML", "build", "ogm_coefficients", "task_loss", "true_class_scores"]

@@ -9,7 +9,7 @@ from mmrepro import methods
 
 from .helpers import batch, ctx
 
-BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "eau", "agm", "mslr", "greedy", "pdf")
+BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "eau", "agm", "mslr", "greedy", "pdf", "mmdynamics")
 
 
 @pytest.mark.parametrize("name", BASELINES)
