@@ -7,7 +7,7 @@ a slow-down of the machine hits all of them alike; a method's ratio to joint is 
 median over rounds of its time divided by joint's time in the same round (paired).
 The default set is every imbalance baseline of the book:
 
-    python benchmarks/step_time.py --device cpu --threads 1 --steps 4 --repeats 3 \\
+    python benchmarks/step_time.py --device cpu --threads 1 --steps 10 --repeats 5 --warmup 3 \\
         --out results/step_time_cpu.json
 
 From Python, pass factories for any method (registered or not):
