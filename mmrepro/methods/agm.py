@@ -91,8 +91,12 @@ class AGM(Method):
         self.register_buffer("running_score", torch.zeros(len(model.modalities)))
         self.register_buffer("steps", torch.zeros(()))
 
-    def coalition_outputs(self, batch: Batch, full: Output) -> dict[frozenset, Tensor]:
-        """Fused logits of every non-empty coalition; absent inputs are zeros, padded passes in eval mode."""
+    def shares(self, batch: Batch) -> Output:
+        """The fused output with each modality's Shapley share as its unimodal logits.
+
+        Coalitions replace the absent inputs by zeros and run in eval mode, as the code's padded passes.
+        """
+        full = self.model(batch)
         mods = self.modalities
         outputs = {frozenset(mods): full.logits}
         was = self.training
@@ -102,11 +106,15 @@ class AGM(Method):
                 padded = {**batch, **{m: torch.zeros_like(batch[m]) for m in mods if m not in coalition}}
                 outputs[coalition] = self.model(padded).logits
         self.model.train(was)
-        return outputs
+        return Output(full.logits, shapley_shares(outputs, mods), full.features)
+
+    def predict(self, batch: Batch) -> Output:
+        """Shares as the unimodal outputs (as the code evaluates them); the plain model if a modality is missing."""
+        return self.shares(batch) if all(m in batch for m in self.modalities) else self.model(batch)
 
     def training_step(self, batch: Batch, ctx) -> StepOut:
-        full = self.model(batch)
-        shares = shapley_shares(self.coalition_outputs(batch, full), self.modalities)
+        out = self.shares(batch)
+        shares = out.unimodal_logits
         with torch.no_grad():
             scores = agm_scores(shares, batch[LABEL])
             if ctx.world_size > 1:  # every process must modulate identically
@@ -120,7 +128,7 @@ class AGM(Method):
         loss = self.loss(logits, batch)
         logs = {"loss": loss.detach(), **{f"coeff_{m}": coeff[i] for i, m in enumerate(self.modalities)},
                 **{f"score_{m}": scores[i] for i, m in enumerate(self.modalities)}}
-        return StepOut(loss, Output(logits, shares, full.features), logs)
+        return StepOut(loss, Output(logits, shares, out.features), logs)
 
     def after_backward(self, ctx) -> None:
         if self.clip:

@@ -69,3 +69,13 @@ def test_rejects_bad_settings(synthetic, bad, match):
         AGM(build_model(synthetic), **bad)
     with pytest.raises(ValueError, match="at least 2"):
         AGM(build_model(synthetic.select(["m0"])))
+
+
+def test_prediction_reports_the_shares_and_the_plain_model_when_a_modality_is_missing(synthetic):
+    torch.manual_seed(0)
+    method = AGM(build_model(synthetic)).eval()
+    b = batch(synthetic, 8)
+    out = method.predict(b)
+    assert torch.allclose(out.unimodal_logits["m0"] + out.unimodal_logits["m1"], out.logits, atol=1e-5)
+    alone = method.predict({k: v for k, v in b.items() if k != "m1"})
+    assert torch.allclose(alone.logits, method.model({k: v for k, v in b.items() if k != "m1"}).logits)
