@@ -11,7 +11,8 @@ learning speed of each branch is estimated from accumulated ``|grad|^2 / |w|^2``
 (bypass) and of its own (main) parameters: ``d = log10(B_0 / M_0) - log10(B_1 / M_1)``.  From
 epoch ``starting_epoch`` on, when ``|d| > epsilon`` the next ``window`` steps are re-balancing
 steps: the gate of the branch that learns faster from the other (0 if ``d > 0``) is replaced by
-its running average, so it must learn from its own input.
+its running average, so it must learn from its own input.  The authors train with SGD (lr 0.1,
+no momentum, batch 8, ``configs/training_guided.gin``).
 
 Deviations: MMTM sits on the encoders' pooled output features (the code also inserts MMTMs at
 ResNet stages 2 and 3; at the last stage, gating before or after average pooling is the same).

@@ -9,7 +9,7 @@ confidence is the prediction ``c_m``; holo-confidence is ``h_m = log(prod_{j!=m}
 log(prod_j c_j)``; co-belief ``b_m = c_m + h_m``.  Training fuses ``sum_m w_m logits_m`` with
 ``w = softmax_m(b)``, detached; inference first calibrates ``b_m`` by ``du_m / max_j du_j`` with
 ``du_m = mean_c |p_mc - 1/C|`` (relative calibration).  Loss: fused and unimodal cross-entropies
-plus the L1 confidence losses.
+plus the L1 confidence losses.  The authors train with Adam (lr 1e-4; BERT and ResNet-152 encoders).
 
 Deviations: the code validates with the training-time weights and tests with the calibrated
 ones; here ``predict`` always calibrates (``calibrate=False`` uses the training-time weights).
