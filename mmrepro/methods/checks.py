@@ -41,3 +41,9 @@ def check_window(starts: int, ends: int) -> None:
 def check_choice(name: str, value: object, valid: tuple) -> None:
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+def require_fusion(method: str, model: MultimodalModel, kind: type, what: str) -> None:
+    """Refuse a fusion head the method is not defined on; ``what`` says which it needs, by name."""
+    if not isinstance(model.fusion, kind):
+        raise ValueError(f"{method} needs {what}, got {type(model.fusion).__name__}")

@@ -31,7 +31,7 @@ from ..data.graded_noise import GradedNoise
 from ..models.fusion import ConcatFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_choice, check_range, require_modalities, require_task
+from .checks import check_choice, check_range, require_fusion, require_modalities, require_task
 from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl, inverse_uncertainty_weights
 
 Score = Literal["code", "variance"]
@@ -54,8 +54,7 @@ class EAU(Method):
         super().__init__(model, task)
         require_task("EAU", task)
         require_modalities("EAU", model)
-        if not isinstance(model.fusion, ConcatFusion):
-            raise ValueError(f"EAU needs concat fusion (one linear head on the concatenation), got {type(model.fusion).__name__}")
+        require_fusion("EAU", model, ConcatFusion, "concat fusion (one linear head on the concatenation)")
         check_choice("EAU score", score, ("code", "variance"))
         for name, value in (("gamma", gamma), ("beta", beta), ("noise_epoch", noise_epoch), ("weight_epoch", weight_epoch)):
             check_range(f"EAU {name}", value, 0)

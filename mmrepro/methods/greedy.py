@@ -32,7 +32,7 @@ from ..data.core import Batch
 from ..models.fusion import LateFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import LateFusionTraining, StepOut
-from .checks import check_range, require_modalities, require_task
+from .checks import check_range, require_fusion, require_modalities, require_task
 
 
 class MMTM(nn.Module):
@@ -87,8 +87,7 @@ class Greedy(LateFusionTraining):
         super().__init__(model, task)
         require_task("Greedy", task)
         require_modalities("Greedy", model, exactly=2)
-        if not isinstance(model.fusion, LateFusion):
-            raise ValueError(f"Greedy needs late fusion (a head per branch, predictions averaged), got {type(model.fusion).__name__}")
+        require_fusion("Greedy", model, LateFusion, "late fusion (a head per branch, predictions averaged)")
         check_range("Greedy epsilon", epsilon, 0)
         check_range("Greedy mmtm_ratio", mmtm_ratio, 0, low_open=True)
         if window < 1 or starting_epoch < 0:

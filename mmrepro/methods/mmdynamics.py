@@ -27,7 +27,7 @@ from ..data.core import LABEL, Batch
 from ..models.fusion import ConcatFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_range, require_modalities, require_task
+from .checks import check_range, require_fusion, require_modalities, require_task
 
 
 class InformativenessBranch(nn.Module):
@@ -57,11 +57,11 @@ class MMDynamics(Method):
         super().__init__(model, task)
         require_task("MMDynamics", task)
         require_modalities("MMDynamics", model)
-        if not isinstance(model.fusion, ConcatFusion):
-            raise ValueError(f"MMDynamics needs concat fusion (one classifier on the concatenation), got {type(model.fusion).__name__}")
+        require_fusion("MMDynamics", model, ConcatFusion, "concat fusion (one classifier on the concatenation)")
         check_range("MMDynamics dropout", dropout, 0, 1, high_open=True)
         classes = model.fusion.fc.out_features
-        self.branches = nn.ModuleDict({m: InformativenessBranch(int(d), classes, dropout) for m, d in model.fusion.dims.items()})
+        self.branches = nn.ModuleDict({m: InformativenessBranch(int(d), classes, dropout)
+                                       for m, d in model.fusion.dims.items()})
 
     def _forward(self, batch: Batch) -> tuple[Output, dict[str, Tensor], dict[str, Tensor]]:
         feats = self.model.encode(batch)

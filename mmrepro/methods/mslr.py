@@ -27,7 +27,7 @@ from ..data.core import Batch
 from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
-from .checks import check_range, check_window, require_modalities, require_task
+from .checks import check_range, check_window, require_fusion, require_modalities, require_task
 
 
 def accuracy_ratio(history: list[Tensor], current: Tensor, memory: int) -> Tensor:
@@ -48,8 +48,7 @@ class MSLR(Joint):
         super().__init__(model, task)
         require_task("MSLR", task)
         require_modalities("MSLR", model)
-        if not isinstance(model.fusion, SumFusion):
-            raise ValueError(f"MSLR needs a head per modality (fusion 'sum' or 'late'), got {type(model.fusion).__name__}")
+        require_fusion("MSLR", model, SumFusion, "a head per modality (fusion 'sum' or 'late')")
         scales = {m: 1.0 for m in model.modalities} | dict(lr_scales or {})
         unknown = sorted(set(scales) - set(model.modalities))
         if unknown:

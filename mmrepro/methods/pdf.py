@@ -28,7 +28,7 @@ from ..data.core import LABEL, Batch
 from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import require_modalities, require_task
+from .checks import require_fusion, require_modalities, require_task
 
 
 class ConfidNet(nn.Module):
@@ -73,8 +73,7 @@ class PDF(Method):
         super().__init__(model, task)
         require_task("PDF", task)
         require_modalities("PDF", model)
-        if not isinstance(model.fusion, SumFusion):
-            raise ValueError(f"PDF fuses unimodal heads: it needs fusion 'late' or 'sum', got {type(model.fusion).__name__}")
+        require_fusion("PDF", model, SumFusion, "a head per modality to fuse (fusion 'late' or 'sum')")
         self.calibrate = calibrate
         self.confid = nn.ModuleDict({m: ConfidNet(int(e.out_dim)) for m, e in model.encoders.items()})
 
