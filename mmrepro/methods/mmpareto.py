@@ -9,7 +9,7 @@ over all its tensors: with positive cosine they get weights 1/2 each, otherwise 
 (MGDA) weights.  Then, per tensor, the code's magnitude step sets the gradient to
 ``gamma * d * max(1, |g_mm + g_m| / |d|)`` with ``d = 2 (a g_mm + (1 - a) g_m)`` and
 ``gamma = 1.5``.  Heads train on the plain sum of the losses.  The authors use SGD (lr 2e-3,
-momentum 0.9, StepLR(30, 0.1)).  ``rescale=False`` keeps the raw convex combination
+momentum 0.9, weight decay 1e-4, StepLR(30, 0.1)).  ``rescale=False`` keeps the raw convex combination
 ``a g_mm + (1 - a) g_m`` (no magnitude step).  Use fp32 or bf16: the per-loss gradients are
 taken without a gradient scaler.
 """
