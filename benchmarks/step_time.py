@@ -3,9 +3,11 @@
 A step is what ``mmrepro.train.fit`` does per batch: ``training_step``,
 ``fabric.backward``, ``after_backward`` and the optimiser step, on a Fabric made
 by ``make_fabric``.  Methods are timed in interleaved rounds after a warm-up, so
-a slow-down of the machine hits all of them alike; the median round counts.
+a slow-down of the machine hits all of them alike; a method's ratio to joint is the
+median over rounds of its time divided by joint's time in the same round (paired).
+The default set is every imbalance baseline of the book:
 
-    python benchmarks/step_time.py --methods joint late ogm_ge --device cpu --steps 30 \\
+    python benchmarks/step_time.py --device cpu --threads 1 --steps 10 --repeats 5 --warmup 3 \\
         --out results/step_time_cpu.json
 
 From Python, pass factories for any method (registered or not):
@@ -32,6 +34,8 @@ from mmrepro.results import provenance, write_json
 from mmrepro.train import Context, TrainConfig, device_name, make_optimizer, make_fabric, seed_everything
 
 BASELINE = "joint"
+#: the imbalance baselines the chapters compare against (``book/baselines.md``)
+BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "agm", "mslr", "greedy", "eau", "pdf", "mmdynamics")
 
 
 class _Runner:
@@ -69,7 +73,8 @@ def time_steps(method_factories: dict[str, Callable[[], Method]], splits: Splits
     """Milliseconds per training step of each method and its ratio to ``joint``, measured in this process.
 
     Every method gets ``warmup`` untimed steps, then ``repeats`` interleaved timed rounds of
-    ``steps`` steps each (the order rotates per round); the median round is reported.
+    ``steps`` steps each (the order rotates per round).  ``ms_per_step`` is the median round;
+    ``relative_to_joint`` the median of the per-round ratios to joint (paired by round).
     """
     if BASELINE not in method_factories:
         raise ValueError(f"time_steps needs a {BASELINE!r} factory to compare against; got {sorted(method_factories)}")
@@ -93,21 +98,17 @@ def time_steps(method_factories: dict[str, Callable[[], Method]], splits: Splits
             runners[name].run(steps)
             _sync(fabric.device)
             rounds[name].append((time.perf_counter() - start) * 1000 / steps)
-    ms = {name: statistics.median(values) for name, values in rounds.items()}
-    return _frame(names, ms, device_name(fabric))
-
-
-def _frame(names: list[str], ms: dict[str, float], device: str) -> pd.DataFrame:
-    frame = pd.DataFrame({"method": names, "ms_per_step": [ms[n] for n in names],
-                          "relative_to_joint": [ms[n] / ms[BASELINE] for n in names]})
-    frame.attrs["device"] = device
+    frame = pd.DataFrame({
+        "method": names, "ms_per_step": [statistics.median(rounds[n]) for n in names],
+        "relative_to_joint": [statistics.median(m / j for m, j in zip(rounds[n], rounds[BASELINE])) for n in names]})
+    frame.attrs["device"] = device_name(fabric)
     return frame
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """The command line: registered methods by name on a dataset by name; writes a JSON record."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="+", default=[BASELINE, "late", "ogm_ge"],
+    parser.add_argument("--methods", nargs="+", default=[BASELINE, *BASELINES],
                         help=f"registered names: {', '.join(methods.REGISTRY)} ('joint' is always timed)")
     parser.add_argument("--dataset", default="av_digits")
     parser.add_argument("--device", default="cpu")

@@ -164,7 +164,7 @@ def test_udml_and_eau_train_end_to_end(toy):
         method = build(name, toy, noise_epoch=1, weight_epoch=2)
         result = fit(method, toy, TrainConfig(epochs=3, batch_size=32, lr=1e-2))
         assert len(result.history) == 3 and result.history["train_loss"].notna().all()
-    assert EAU(build_model(toy)).uncertainty == "variance"
+    assert EAU(build_model(toy)).score == "code"
 
 
 # --- baselines -----------------------------------------------------------------------------

@@ -11,12 +11,17 @@ from typing import Callable
 from ..data.core import Splits
 from ..models.multimodal import build_model
 from .base import Joint, LateFusionTraining, Method, StepOut, task_loss
+from .agm import AGM
 from .eau import EAU
 from .gblending import GBlending
+from .greedy import Greedy
 from .iibalance import IIBalance
+from .mmdynamics import MMDynamics
 from .mmpareto import MMPareto
+from .mslr import MSLR
 from .mwam import MWAM, MissingModalityHost
 from .ogm_ge import OGMGE, ogm_coefficients, true_class_scores
+from .pdf import PDF
 from .pmr import PMR
 from .qmf import QMF
 from .tmc import TMC
@@ -26,15 +31,20 @@ from .udml import UDML
 REGISTRY: dict[str, tuple[Callable[..., Method], str]] = {
     "joint": (Joint, "concat"),
     "late": (LateFusionTraining, "late"),
-    "ogm_ge": (OGMGE, "concat"),
+    "ogm_ge": (OGMGE, OGMGE.fusions[0]),
     "udml": (UDML, "concat"),
-    "eau": (EAU, "concat"),
+    "eau": (EAU, EAU.fusions[0]),
+    "pdf": (PDF, PDF.fusions[0]),
+    "mmdynamics": (MMDynamics, MMDynamics.fusions[0]),
     "qmf": (QMF, "late"),
     "tmc": (TMC, "late"),
     "iibalance": (IIBalance, "sum"),
-    "pmr": (PMR, "sum"),
-    "mmpareto": (MMPareto, "sum"),
-    "gblending": (GBlending, "sum"),
+    "pmr": (PMR, PMR.fusions[0]),
+    "mmpareto": (MMPareto, MMPareto.fusions[0]),
+    "gblending": (GBlending, GBlending.fusions[0]),
+    "agm": (AGM, AGM.fusions[0]),
+    "mslr": (MSLR, MSLR.fusions[0]),
+    "greedy": (Greedy, Greedy.fusions[0]),
     "mwam_host": (MissingModalityHost, "late"),
     "mwam": (MWAM, "late"),
 }
@@ -61,6 +71,6 @@ def build(name: str, splits: Splits, encoder: str = "auto", fusion: str | None =
     return cls(model, task=splits.task, **kwargs)
 
 
-__all__ = ["EAU", "GBlending", "IIBalance", "Joint", "LateFusionTraining", "MMPareto", "MWAM", "Method",
-           "MissingModalityHost", "OGMGE", "PMR", "QMF", "REGISTRY", "StepOut", "TMC", "UDML", "build",
-           "ogm_coefficients", "task_loss", "true_class_scores"]
+__all__ = ["AGM", "EAU", "GBlending", "Greedy", "IIBalance", "Joint", "LateFusionTraining", "MMDynamics", "MMPareto",
+           "MSLR", "MWAM", "Method", "MissingModalityHost", "OGMGE", "PDF", "PMR", "QMF", "REGISTRY", "StepOut", "TMC",
+           "UDML", "build", "ogm_coefficients", "task_loss", "true_class_scores"]

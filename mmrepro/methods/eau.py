@@ -1,20 +1,111 @@
-"""EAU/PE-style dynamic fusion: weights from the unsupervised variance of a probabilistic embedding.
+"""EAU-style dynamic fusion: per-channel weights from the variance of a probabilistic embedding.
 
-The uncertainty-only baseline of UDML (the official code's ``AVClassifier_AUXI_eau``,
-modelled on Gao et al., "Embracing Unimodal Aleatoric Uncertainty for Robust
-Multimodal Fusion", CVPR 2024): the same probabilistic heads as UDML, weights
-``w_m = M (1/u_m) / sum_j (1/u_j)`` with ``u_m`` the mean pooled variance of the
-embedding (no noise supervision, no dependency term), fused as ``w_m z_m``.  It is
-UDML with three components switched, so it shares UDML's code and schedule.
+The uncertainty-only baseline of UDML, as its official code builds it (shicaiwei123/UDML,
+``models/basic_model.py``, ``AVClassifier_AUXI_eau``), modelled on Gao et al., "Embracing
+Unimodal Aleatoric Uncertainty for Robust Multimodal Fusion", CVPR 2024.  Each modality's
+features pass a probabilistic head (``mu``, ``log sigma^2``; ``z = mu + eps sigma`` in training,
+``mu`` at inference).  Per sample and channel ``c`` the code scores ``u_mc = exp(sigma_mc)`` (its
+``(std * 0.5).exp()`` squared, applied to the std, not the log-variance), and fuses
+``w_mc z_mc`` with inverse-uncertainty weights ``w_mc = M (1/u_mc) / sum_j (1/u_jc)`` on one
+linear head over the concatenation.  The weights are not detached (the task loss trains the
+variance branch) and act from the first step.  Losses as UDML's training script:
+``CE(fused) + gamma sum CE(unimodal) + beta sum KL(N(mu, sigma^2) || N(0, k_m))``; noisy
+inputs (the shared ``GradedNoise``) from ``noise_epoch`` on.
+
+Named flags for other forms: ``score="variance"`` uses ``u = sigma^2`` (the paper's inverse
+variance); ``per_channel=False`` averages ``u`` over channels (one weight per sample);
+``detach=True`` stops the task loss from training the variance; ``weight_epoch`` delays the
+learned weights.  ``score="variance", per_channel=False, detach=True, weight_epoch=60`` is this
+project's earlier EAU-style baseline.
 """
 
 from __future__ import annotations
 
-from ..models.multimodal import MultimodalModel
-from .udml import UDML
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..data.core import LABEL, Batch
+from ..data.graded_noise import GradedNoise
+from ..models.fusion import ConcatFusion
+from ..models.multimodal import MultimodalModel, Output
+from .base import Method, StepOut
+from .checks import check_choice, check_range, require_fusion, require_modalities, require_task
+from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl, inverse_uncertainty_weights
+
+Score = Literal["code", "variance"]
 
 
-def EAU(model: MultimodalModel, **kwargs) -> UDML:  # noqa: N802 - a class-like factory, used as one
-    """UDML with ``uncertainty="variance"``, ``dependency=None`` and ``scaling="direct"`` (overridable)."""
-    settings = {"uncertainty": "variance", "dependency": None, "scaling": "direct", **kwargs}
-    return UDML(model, **settings)
+def channel_uncertainty(logvar: Tensor, score: Score = "code") -> Tensor:
+    """``u`` per sample and channel: ``exp(sigma)`` (the official code) or ``sigma^2`` (``"variance"``)."""
+    return torch.exp(torch.exp(0.5 * logvar)) if score == "code" else logvar.exp()
+
+
+class EAU(Method):
+    """Probabilistic embeddings fused with per-channel inverse-uncertainty weights (UDML's EAU baseline)."""
+
+    fusions: ClassVar[tuple[str, ...]] = ("concat",)
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+
+    def __init__(self, model: MultimodalModel, noise: GradedNoise | None = None, gamma: float = 4.0,
+                 beta: float = 1e-5, noise_epoch: int = 50, weight_epoch: int = 0, score: Score = "code",
+                 per_channel: bool = True, detach: bool = False, task: str = "classification"):
+        super().__init__(model, task)
+        require_task("EAU", task)
+        require_modalities("EAU", model)
+        require_fusion("EAU", model, ConcatFusion, "concat fusion (one linear head on the concatenation)")
+        check_choice("EAU score", score, ("code", "variance"))
+        for name, value in (("gamma", gamma), ("beta", beta), ("noise_epoch", noise_epoch), ("weight_epoch", weight_epoch)):
+            check_range(f"EAU {name}", value, 0)
+        self.heads = nn.ModuleDict({m: ProbabilisticHead(int(d)) for m, d in model.fusion.dims.items()})
+        self.noise, self.gamma, self.beta = noise, gamma, beta
+        self.noise_epoch, self.weight_epoch = noise_epoch, weight_epoch
+        self.score, self.per_channel, self.detach = score, per_channel, detach
+
+    def fit_begin(self, ctx) -> None:
+        if self.noise is None:
+            self.noise = default_noise(ctx.splits)
+
+    def forward_parts(self, batch: Batch, learned_weights: bool = True) -> UDMLParts:
+        """Encoders -> probabilistic heads -> per-channel weights -> fusion, for the modalities present.
+
+        ``intensity`` holds EAU's own score (``u`` averaged over channels); EAU has no noise predictor.
+        """
+        feats = self.model.encode(batch)
+        mods = list(feats)
+        mu, logvar, z, u = {}, {}, {}, {}
+        for m in mods:
+            mu[m], logvar[m] = self.heads[m](feats[m])
+            sigma = torch.exp(0.5 * logvar[m])
+            z[m] = mu[m] + torch.randn_like(sigma) * sigma if self.training else mu[m]
+            u[m] = channel_uncertainty(logvar[m].detach() if self.detach else logvar[m], self.score)
+            if not self.per_channel:
+                u[m] = u[m].mean(-1, keepdim=True)
+        stacked = torch.stack([u[m] for m in mods], -1)
+        w = inverse_uncertainty_weights(stacked if learned_weights else torch.ones_like(stacked))
+        h = {m: w[..., i] * z[m] for i, m in enumerate(mods)}
+        out = self.model.fuse(h)
+        out.weights = {m: w[..., i].mean(-1) for i, m in enumerate(mods)}
+        variance = {m: logvar[m].detach().exp().mean(-1) for m in mods}
+        return UDMLParts(out, mu, logvar, {m: u[m].detach().mean(-1) for m in mods}, variance, h)
+
+    def predict(self, batch: Batch) -> Output:
+        return self.forward_parts(batch).output
+
+    def training_step(self, batch: Batch, ctx) -> StepOut:
+        n = batch[LABEL].shape[0]
+        levels: dict[str, Tensor] = {}
+        if ctx.epoch >= self.noise_epoch:
+            batch, levels = self.noise(batch)
+        ones = torch.ones(n, device=batch[LABEL].device)
+        levels = {m: levels.get(m, ones).float() for m in self.modalities}
+        parts = self.forward_parts(batch, learned_weights=ctx.epoch >= self.weight_epoch)
+        out = parts.output
+        fused = self.loss(out.logits, batch)
+        uni = torch.stack([self.loss(out.unimodal_logits[m], batch) for m in self.modalities]).sum()
+        kl = torch.stack([gaussian_kl(parts.mu[m], parts.logvar[m], levels[m]) for m in self.modalities]).sum()
+        loss = fused + self.gamma * uni + self.beta * kl
+        logs = {"loss": loss.detach(), "loss_fused": fused.detach(), "loss_unimodal": uni.detach(), "kl": kl.detach()}
+        logs.update({f"weight_{m}": w.detach().mean() for m, w in out.weights.items()})
+        return StepOut(loss, out, logs)

@@ -1,8 +1,10 @@
 """G-Blending: gradient blending by the overfitting-to-generalisation ratio.
 
 Wang, Tran and Feiszli, "What Makes Training Multi-Modal Classification
-Networks Hard?", CVPR 2020.  The loss is a weighted sum of the fused head's
-loss and each unimodal head's loss.  Every ``super_epoch`` epochs each head's
+Networks Hard?", CVPR 2020 (no official code released; follows the paper's Algorithm 1,
+online variant).  The loss is a weighted sum of the fused head's loss and the loss of a
+*separate* linear head per modality (``AuxiliaryHeads``; the paper's unimodal heads do not
+share weights with the fused classifier).  Every ``super_epoch`` epochs each head's
 generalisation ``G`` (held-out loss) and overfitting ``O`` (held-out minus
 training loss) are measured; over the window, ``dG = G_prev - G`` and
 ``dO = O - O_prev`` give the weight ``w_k ∝ max(dG, 0) / dO^2`` (online
@@ -13,14 +15,18 @@ training slice of the same size.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import evaluate
 from ..data.core import Batch, DictDataset
-from ..models.multimodal import MultimodalModel
+from ..models.auxiliary import AuxiliaryHeads
+from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
+from .checks import require_modalities, require_task
 
 FUSED = "fused"
 
@@ -39,13 +45,19 @@ def head_losses(method: Method, dataset: DictDataset) -> Tensor:
 
 
 class GBlending(Method):
-    """Fused + unimodal losses weighted by online overfitting-to-generalisation estimates."""
+    """Fused + separate unimodal losses weighted by online overfitting-to-generalisation estimates."""
+
+    fusions: ClassVar[tuple[str, ...]] = ("concat", "sum")
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self, model: MultimodalModel, super_epoch: int = 1, task: str = "classification"):
         super().__init__(model, task)
+        require_task("G-Blending", task)
+        require_modalities("G-Blending", model)
         if super_epoch < 1:
-            raise ValueError(f"super_epoch must be >= 1, got {super_epoch}")
+            raise ValueError(f"G-Blending super_epoch must be an integer >= 1, got {super_epoch}")
         self.super_epoch = super_epoch
+        self.aux = AuxiliaryHeads.for_model(model)
         self.register_buffer("blend", torch.full((len(self.modalities) + 1,), 1 / (len(self.modalities) + 1)))
         self._last: tuple[Tensor, Tensor] | None = None
         self._train_slice: DictDataset | None = None
@@ -65,8 +77,11 @@ class GBlending(Method):
         self._train_slice = ctx.splits.train.subset(idx)
         self._last = self._measure(ctx)
 
+    def predict(self, batch: Batch) -> Output:
+        return self.aux(self.model(batch))
+
     def training_step(self, batch: Batch, ctx) -> StepOut:
-        out = self.model(batch)
+        out = self.predict(batch)
         losses = torch.stack([self.loss(out.logits, batch), *(self.loss(out.unimodal_logits[m], batch)
                                                               for m in self.modalities)])
         loss = (self.blend.to(losses.dtype) * losses).sum()

@@ -1,77 +1,105 @@
 """MMPareto: Pareto integration of the multimodal and unimodal gradients.
 
-Wei and Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal
-Assistance", ICML 2024.  The loss is the multimodal loss plus one unimodal
-loss per modality (on that modality's head).  For each encoder the two
-gradients ``g_mm`` and ``g_m`` are compared: without conflict (cosine >= 0) they
-are averaged; with conflict the min-norm (MGDA) convex combination is used,
-which never increases either loss to first order.  The combined direction is
-then rescaled to the norm ``|g_mm| + |g_m|`` (our reading of the paper's
-magnitude enhancement; ``rescale=False`` keeps the raw combination).
-Heads are trained on the plain sum of the losses.  Use fp32 or bf16: the
-per-loss gradients are taken without a gradient scaler.
+Wei and Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance",
+ICML 2024; follows the official code (GeWu-Lab/MMPareto_ICML2024, ``code/MMPareto.py``,
+``train_epoch``).  The loss is the fused head's loss plus one loss per modality on a *separate*
+unimodal head (the code's ``head_audio``/``head_video``; ``AuxiliaryHeads`` here).  For each
+encoder the gradients of the fused loss ``g_mm`` and of its unimodal loss ``g_m`` are compared
+over all its tensors: with positive cosine they get weights 1/2 each, otherwise the min-norm
+(MGDA) weights.  Then, per tensor, the code's magnitude step sets the gradient to
+``gamma * d * max(1, |g_mm + g_m| / |d|)`` with ``d = 2 (a g_mm + (1 - a) g_m)`` and
+``gamma = 1.5``.  Heads train on the plain sum of the losses.  The authors use SGD (lr 2e-3,
+momentum 0.9, weight decay 1e-4, StepLR(30, 0.1)).  ``rescale=False`` keeps the raw convex combination
+``a g_mm + (1 - a) g_m`` (no magnitude step).  Use fp32 or bf16: the per-loss gradients are
+taken without a gradient scaler.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from ..data.core import Batch
-from ..models.multimodal import MultimodalModel
+from ..models.auxiliary import AuxiliaryHeads
+from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
+from .checks import check_range, require_modalities, require_task
 
 
 def pareto_weight(g_mm: Tensor, g_uni: Tensor) -> tuple[Tensor, Tensor]:
-    """Weight on ``g_mm`` (the rest on ``g_uni``) and whether the two gradients conflict.
+    """Weight on ``g_mm`` (the rest on ``g_uni``) and whether the two gradients conflict (cosine <= 0).
 
-    0.5 without conflict; otherwise the min-norm point ``argmin_a |a g_mm + (1-a) g_uni|``.
+    1/2 without conflict; otherwise the min-norm point ``argmin_a |a g_mm + (1-a) g_uni|``.
     """
     dot = g_mm @ g_uni
-    conflict = dot < 0
-    diff = g_mm - g_uni
-    mgda = ((g_uni @ g_uni - dot) / diff.pow(2).sum().clamp_min(1e-12)).clamp(0, 1)
+    conflict = dot <= 0
+    mgda = ((g_uni @ g_uni - dot) / (g_mm - g_uni).pow(2).sum().clamp_min(1e-12)).clamp(0, 1)
     return torch.where(conflict, mgda, torch.full_like(mgda, 0.5)), conflict
 
 
-def combine(g_mm: Tensor, g_uni: Tensor, rescale: bool = True) -> tuple[Tensor, Tensor]:
-    """The MMPareto direction for one encoder (flattened gradients) and the conflict flag."""
-    a, conflict = pareto_weight(g_mm, g_uni)
-    d = a * g_mm + (1 - a) * g_uni
-    if rescale:
-        d = d * (g_mm.norm() + g_uni.norm()) / d.norm().clamp_min(1e-12)
-    return d, conflict
+def pareto_tensor_gradient(g_mm: Tensor, g_uni: Tensor, a: Tensor, gamma: float = 1.5) -> Tensor:
+    """One tensor's MMPareto gradient: ``gamma * d * max(1, |g_mm + g_uni| / |d|)``, ``d = 2 (a g_mm + (1-a) g_uni)``."""
+    d = 2 * (a * g_mm + (1 - a) * g_uni)
+    return gamma * d * ((g_mm + g_uni).norm() / d.norm().clamp_min(1e-12)).clamp_min(1)
 
 
 class MMPareto(Method):
-    """Multimodal + unimodal losses; encoder gradients replaced by their Pareto integration."""
+    """Fused + separate unimodal losses; encoder gradients replaced by their Pareto integration."""
 
-    def __init__(self, model: MultimodalModel, rescale: bool = True, task: str = "classification"):
+    fusions: ClassVar[tuple[str, ...]] = ("concat", "sum")
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
+
+    def __init__(self, model: MultimodalModel, gamma: float = 1.5, rescale: bool = True,
+                 task: str = "classification"):
         super().__init__(model, task)
-        self.rescale = rescale
+        require_task("MMPareto", task, self.tasks)
+        require_modalities("MMPareto", model)
+        check_range("MMPareto gamma", gamma, 0, low_open=True)
+        self.gamma, self.rescale = gamma, rescale
+        self.aux = AuxiliaryHeads.for_model(model)
         self._grads: dict[str, list[Tensor]] = {}
 
+    def predict(self, batch: Batch) -> Output:
+        return self.aux(self.model(batch))
+
+    def _encoder_params(self, m: str) -> list[Tensor]:
+        return [p for p in self.model.encoders[m].parameters() if p.requires_grad]
+
     def training_step(self, batch: Batch, ctx) -> StepOut:
-        out = self.model(batch)
+        out = self.predict(batch)
         loss_mm = self.loss(out.logits, batch)
         losses = {m: self.loss(lg, batch) for m, lg in out.unimodal_logits.items()}
+        params = {m: self._encoder_params(m) for m in losses}
+        g_mm_all = _grads(loss_mm, [p for ps in params.values() for p in ps])
         logs = {"loss_mm": loss_mm.detach()}
-        self._grads = {}
+        self._grads, start = {}, 0
         for m, loss_m in losses.items():
-            params = [p for p in self.model.encoders[m].parameters() if p.requires_grad]
-            g_mm = torch.autograd.grad(loss_mm, params, retain_graph=True, allow_unused=True)
-            g_m = torch.autograd.grad(loss_m, params, retain_graph=True, allow_unused=True)
-            flat = lambda gs: torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()  # noqa: E731
-                                         for g, p in zip(gs, params)])
-            d, conflict = combine(flat(g_mm), flat(g_m), self.rescale)
-            self._grads[m] = list(d.split([p.numel() for p in params]))
-            logs.update({f"loss_{m}": loss_m.detach(), f"conflict_{m}": conflict.float()})
+            g_mm, start = g_mm_all[start:start + len(params[m])], start + len(params[m])
+            g_m = _grads(loss_m, params[m])
+            if ctx.world_size > 1:  # every process must combine the same (global) gradients
+                g_mm = [ctx.fabric.all_reduce(g, reduce_op="mean") for g in g_mm]
+                g_m = [ctx.fabric.all_reduce(g, reduce_op="mean") for g in g_m]
+            a, conflict = pareto_weight(_flat(g_mm), _flat(g_m))
+            self._grads[m] = [pareto_tensor_gradient(gm, gu, a, self.gamma) if self.rescale else a * gm + (1 - a) * gu
+                              for gm, gu in zip(g_mm, g_m)]
+            logs.update({f"loss_{m}": loss_m.detach(), f"conflict_{m}": conflict.float(), f"weight_mm_{m}": a.detach()})
         loss = loss_mm + sum(losses.values())
         logs["loss"] = loss.detach()
         return StepOut(loss, out, logs)
 
     def after_backward(self, ctx) -> None:
         for m, grads in self._grads.items():
-            params = [p for p in self.model.encoders[m].parameters() if p.requires_grad]
-            for p, g in zip(params, grads):
-                p.grad = g.view_as(p).to(p.dtype)
+            for p, g in zip(self._encoder_params(m), grads):
+                p.grad = g.to(p.dtype)
+
+
+def _grads(loss: Tensor, params: list[Tensor]) -> list[Tensor]:
+    """``d loss / d params`` (zeros for a parameter the loss does not reach), keeping the graph."""
+    gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(gs, params)]
+
+
+def _flat(grads: list[Tensor]) -> Tensor:
+    return torch.cat([g.flatten() for g in grads])

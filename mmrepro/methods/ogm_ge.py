@@ -1,15 +1,25 @@
 """OGM-GE: on-the-fly gradient modulation with generalisation enhancement.
 
-Peng et al., "Balanced Multimodal Learning via On-the-fly Gradient
-Modulation", CVPR 2022.  Per batch, each modality's confidence in the true
-class is ``s_m = sum_i softmax(unimodal_logits_m)_i[y_i]``.  The ratio of a
-modality's score to the mean of the others' is ``rho_m``; a modality with
-``rho_m > 1`` is dominant and its encoder gradients are scaled by
-``k_m = 1 - tanh(alpha * (rho_m - 1))`` (others keep ``k = 1``).  Generalisation
-enhancement (GE) then adds Gaussian noise with the gradient's own std.
+Peng et al., "Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022;
+follows the official code (GeWu-Lab/OGM-GE_CVPR2022, ``main.py``, ``train_epoch``).  Per batch,
+each modality's confidence in the true class is ``s_m = sum_i softmax(unimodal_logits_m)_i[y_i]``;
+``rho_m`` is ``s_m`` over the mean of the others' scores (for two modalities, the code's
+``score_v / score_a``).  The dominant modality (``rho_m > 1``) has its encoder's weight
+gradients scaled by ``k_m = 1 - tanh(alpha * rho_m)`` (the paper's Eq. 10 and the code since
+May 2022), the others keep ``k = 1``; modulation runs for epochs ``modulation_starts`` to
+``modulation_ends`` inclusive.  Generalisation enhancement (GE) then adds Gaussian noise whose
+std is that of the unmodulated gradient.  The authors train with SGD (momentum 0.9, weight decay
+1e-4, StepLR(70, 0.1)); under Adam a persistent gradient scale is normalised away.
+
+Deviations, each a flag: ``form="shifted"`` is ``1 - tanh(alpha * (rho_m - 1))``, an older form
+that barely modulates near balance (never the default).  The code scales only 4-D (conv) weights;
+here every weight of dimension >= 2, so that MLP encoders are modulated too.  With exactly equal
+scores the code modulates its second modality; here no modality is dominant then.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -17,6 +27,9 @@ from torch import Tensor
 from ..data.core import LABEL, Batch
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
+from .checks import check_choice, check_range, check_window, require_modalities, require_task
+
+Form = Literal["code", "shifted"]
 
 
 def true_class_scores(unimodal_logits: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
@@ -24,30 +37,32 @@ def true_class_scores(unimodal_logits: dict[str, Tensor], labels: Tensor) -> dic
     return {m: lg.softmax(-1).gather(1, labels.view(-1, 1)).sum() for m, lg in unimodal_logits.items()}
 
 
-def ogm_coefficients(scores: dict[str, Tensor], alpha: float) -> dict[str, Tensor]:
-    """Modulation coefficient per modality: below 1 for a dominant modality, exactly 1 otherwise."""
+def ogm_coefficients(scores: dict[str, Tensor], alpha: float, form: Form = "code") -> dict[str, Tensor]:
+    """``k_m``: ``1 - tanh(alpha * rho_m)`` for a dominant modality (``rho_m > 1``), exactly 1 otherwise."""
     s = torch.stack(list(scores.values()))
     others = (s.sum() - s) / max(len(s) - 1, 1)
     ratio = s / others.clamp_min(1e-8)
-    coeff = 1 - torch.tanh(alpha * torch.relu(ratio - 1))
-    return dict(zip(scores, coeff))
+    k = 1 - torch.tanh(alpha * (ratio if form == "code" else ratio - 1))
+    return dict(zip(scores, torch.where(ratio > 1, k, torch.ones_like(k))))
 
 
 class OGMGE(Joint):
-    """Joint training whose encoder gradients are modulated by ``ogm_coefficients``.
+    """Joint training whose encoder gradients are modulated by ``ogm_coefficients``; ``gaussian=False`` is OGM."""
 
-    ``gaussian=False`` gives plain OGM (no generalisation enhancement);
-    modulation is active for epochs in ``[start, end]`` as in the official code.
-    """
+    fusions: ClassVar[tuple[str, ...]] = ("concat", "sum")
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
 
     def __init__(self, model: MultimodalModel, alpha: float = 0.1, gaussian: bool = True,
-                 start: int = 0, end: int = 10**9, task: str = "classification"):
+                 modulation_starts: int = 0, modulation_ends: int = 50, form: Form = "code",
+                 task: str = "classification"):
         super().__init__(model, task)
-        if alpha < 0:
-            raise ValueError(f"OGM-GE alpha must be >= 0, got {alpha}")
-        if task != "classification":
-            raise ValueError("OGM-GE scores use class probabilities; it supports classification only")
-        self.alpha, self.gaussian, self.start, self.end = alpha, gaussian, start, end
+        require_task("OGM-GE", task)
+        require_modalities("OGM-GE", model)
+        check_range("OGM-GE alpha", alpha, 0)
+        check_window(modulation_starts, modulation_ends)
+        check_choice("OGM-GE form", form, ("code", "shifted"))
+        self.alpha, self.gaussian, self.form = alpha, gaussian, form
+        self.modulation_starts, self.modulation_ends = modulation_starts, modulation_ends
         self._coeffs: dict[str, Tensor] = {}
 
     def training_step(self, batch: Batch, ctx) -> StepOut:
@@ -56,18 +71,18 @@ class OGMGE(Joint):
             scores = true_class_scores(step.output.unimodal_logits, batch[LABEL])
             if ctx.world_size > 1:  # every process must modulate identically
                 scores = {m: ctx.fabric.all_reduce(s, reduce_op="sum") for m, s in scores.items()}
-            self._coeffs = ogm_coefficients(scores, self.alpha)
+            self._coeffs = ogm_coefficients(scores, self.alpha, self.form)
         step.logs.update({f"coeff_{m}": c for m, c in self._coeffs.items()})
         return step
 
     def after_backward(self, ctx) -> None:
-        if not self.start <= ctx.epoch <= self.end:
+        if not self.modulation_starts <= ctx.epoch <= self.modulation_ends:
             return
         for m, coeff in self._coeffs.items():
             for p in self.model.encoders[m].parameters():
-                if p.grad is None or p.dim() < 2:  # conv/linear weights, as the official code's 4-D filter
+                if p.grad is None or p.dim() < 2:  # weights only, as the code's 4-D filter
                     continue
-                noise_std = p.grad.std() + 1e-8  # of the unmodulated gradient, as in the official code
+                noise_std = p.grad.std() + 1e-8  # of the unmodulated gradient, as in the code
                 p.grad.mul_(coeff)
                 if self.gaussian:
                     p.grad.add_(torch.randn_like(p.grad) * noise_std)

@@ -1,18 +1,25 @@
 """PMR: prototypical modal rebalance (the "forced balance" IIBalance argues against).
 
 Fan, Xu, Wei, Hu and Lu, "PMR: Prototypical Modal Rebalance for Multimodal
-Learning", CVPR 2023.  At the start of every epoch each modality's class
-prototypes are recomputed from a slice of the training set and blended with
-the previous ones by a momentum.  Per batch, each modality's prototype
+Learning", CVPR 2023; follows the official code (fanyunfeng-bit/Modal-Imbalance-PMR,
+``main_Prototype_grad.py``).  At the start of every epoch each modality's class
+prototypes are recomputed from a tenth of the training set (the code's ``all_num // 10``
+batches) and blended with the previous ones: ``(1 - momentum) * new + momentum * old``,
+``momentum = 0.2`` (the code's ``momentum_coef``).  Per batch, each modality's prototype
 classifier (negative Euclidean distance) gives a summed true-class
 confidence ``s_m``; a modality whose score is below the strongest one's gets
 the prototype cross-entropy (PCE) with weight ``alpha`` (as the official code
 does; ``scaled=True`` uses ``alpha * (s_max / s_m - 1)`` instead), i.e. it is
 pushed until its ratio reaches 1.  The prototype-entropy
-regulariser on the dominant modality is ``gamma`` (0 switches it off).
+regulariser on the dominant modality is ``gamma`` (0 switches it off).  The PCE is added
+for epochs ``modulation_starts`` to ``modulation_ends`` (inclusive), as in the code.
+Deviation (minor): the code first blends with momentum at its third prototype computation
+(the one after epoch 0 is fresh too); here blending starts at the second.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +28,7 @@ from torch import Tensor
 from ..data.core import LABEL, Batch, iterate
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
+from .checks import check_range, check_window, require_modalities, require_task
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -45,15 +53,22 @@ def pce_weights(scores: Tensor, alpha: float, scaled: bool = False) -> Tensor:
 class PMR(Joint):
     """Joint training plus PMR's prototype cross-entropy on the weaker modalities."""
 
-    def __init__(self, model: MultimodalModel, alpha: float = 1.0, gamma: float = 0.0, momentum: float = 0.5,
-                 proto_fraction: float = 0.1, scaled: bool = False, task: str = "classification"):
+    fusions: ClassVar[tuple[str, ...]] = ("sum", "concat")
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
+
+    def __init__(self, model: MultimodalModel, alpha: float = 1.0, gamma: float = 0.0, momentum: float = 0.2,
+                 proto_fraction: float = 0.1, scaled: bool = False, modulation_starts: int = 0,
+                 modulation_ends: int = 100, task: str = "classification"):
         super().__init__(model, task)
-        if task != "classification":
-            raise ValueError("PMR prototypes need class labels; it supports classification only")
-        if not 0 < proto_fraction <= 1:
-            raise ValueError(f"proto_fraction must be in (0, 1], got {proto_fraction}")
+        require_task("PMR", task)
+        require_modalities("PMR", model)
+        check_range("PMR alpha", alpha, 0)
+        check_range("PMR gamma", gamma, 0)
+        check_range("PMR momentum", momentum, 0, 1, high_open=True)
+        check_range("PMR proto_fraction", proto_fraction, 0, 1, low_open=True)
+        check_window(modulation_starts, modulation_ends)
         self.alpha, self.gamma, self.momentum, self.proto_fraction = alpha, gamma, momentum, proto_fraction
-        self.scaled = scaled
+        self.scaled, self.modulation_starts, self.modulation_ends = scaled, modulation_starts, modulation_ends
         self.num_classes: int | None = None
 
     def fit_begin(self, ctx) -> None:
@@ -98,6 +113,7 @@ class PMR(Joint):
             if ctx.world_size > 1:
                 scores = ctx.fabric.all_reduce(scores, reduce_op="sum")
             coef = pce_weights(scores, self.alpha, self.scaled)
+            coef = coef * float(self.modulation_starts <= ctx.epoch <= self.modulation_ends)
         loss = loss + (coef * pce).sum()
         logs = {"loss": loss.detach()}
         if self.gamma:
