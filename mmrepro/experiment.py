@@ -7,6 +7,7 @@ measure), so a run can be recorded, keyed, re-derived from its record and sharde
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,40 @@ from .train import FitResult, Monitor, TrainConfig, fit, seed_everything
 
 #: how a run is judged converged: the best validation epoch is not in the last fifth of training
 CONVERGENCE_RULE = "the best validation epoch lies before the last fifth of the epochs"
-MONITORS: dict[str, Monitor] = {"shapley": lambda method, ctx: evaluate.shapley_monitor(method, ctx)}
-MEASURES = ("probe",)
+Measure = Callable[..., tuple[dict[str, float], dict[str, list[float]]]]  # (method, splits, **options)
+MeasureSpec = str | tuple[str, dict[str, Any]]  # a name, or (name, options)
+
+
+def _probe(method: Method, splits: Splits) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each modality's linear probe: test accuracy and per-item correctness (``probe_<modality>``)."""
+    metrics, items = {}, {}
+    for m in splits.modalities:
+        pred = torch.as_tensor(evaluate.linear_probe_predictions(method, splits, m))
+        items[f"probe_{m}"] = (pred == splits.test.tensors[LABEL]).float().tolist()
+        metrics[f"probe_{m}"] = sum(items[f"probe_{m}"]) / len(pred)
+    return metrics, items
+
+
+#: built-in monitors and measures; any other name is a ``"package.module:function"`` path
+MONITORS: dict[str, Monitor] = {"shapley": evaluate.shapley_monitor}
+MEASURES: dict[str, Measure] = {"probe": _probe}
+
+
+def resolve(name: str, builtin: dict[str, Callable]) -> Callable:
+    """A built-in by name, or a function by its ``"package.module:function"`` path; a clear error otherwise."""
+    if name in builtin:
+        return builtin[name]
+    module, _, attr = name.partition(":")
+    if not attr:
+        raise ValueError(f"unknown name {name!r}; valid: {', '.join(builtin)} or a 'package.module:function' path")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import {name!r}: {err}") from err
+
+
+def measure_name(item: MeasureSpec) -> str:
+    return item if isinstance(item, str) else item[0]
 
 
 @dataclass
@@ -76,21 +109,32 @@ class RunSpec:
     build: dict[str, Any] = field(default_factory=dict)
     subsample: int | None = None
     monitor: str | None = None
-    measures: tuple[str, ...] = ()
+    measures: tuple[MeasureSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.monitor is not None and self.monitor not in MONITORS:
-            raise ValueError(f"unknown monitor {self.monitor!r}; valid: {', '.join(MONITORS)}")
-        unknown = [m for m in self.measures if m not in MEASURES]
-        if unknown:
-            raise ValueError(f"unknown measures {unknown}; valid: {', '.join(MEASURES)}")
+        if self.monitor is not None:
+            resolve(self.monitor, MONITORS)
+        for item in self.measures:
+            resolve(measure_name(item), MEASURES)
         for key in ("seed", "device", "progress", "checkpoint_dir", "resume"):
             if key in self.train:
                 raise ValueError(f"train config must not set {key!r}: the spec or the executor sets it")
         TrainConfig(**self.train)  # an impossible config fails here, before any training
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "measures": list(self.measures)}
+        return {**asdict(self), "measures": [m if isinstance(m, str) else list(m) for m in self.measures]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        """The spec a record was made from (JSON turns tuples into lists)."""
+        measures = tuple(m if isinstance(m, str) else (m[0], dict(m[1])) for m in data.get("measures", ()))
+        return cls(**{**data, "measures": measures})
+
+    def code_roots(self) -> list[str]:
+        """Modules of the monitor and measures named by path: their code is part of the run's key."""
+        names = [self.monitor] if self.monitor else []
+        names += [measure_name(m) for m in self.measures]
+        return [n.partition(":")[0] for n in names if ":" in n]
 
     def splits(self) -> Splits:
         """The run's data: the named dataset with its options, optionally subsampled, restricted to a modality."""
@@ -119,16 +163,16 @@ def execute(spec: RunSpec, device: str = "auto") -> dict[str, Any]:
     run_splits = splits.select([spec.build["modality"]]) if spec.method == "unimodal" else splits
     seed_everything(spec.seed)
     method = methods.build(spec.method, splits, **spec.build, **spec.method_kwargs)
-    monitor = MONITORS[spec.monitor] if spec.monitor else None
+    monitor = resolve(spec.monitor, MONITORS) if spec.monitor else None
     result = fit(method, run_splits, TrainConfig(**spec.train), monitor=monitor, seed=spec.seed, device=device)
     predictions = evaluate.predict(method, run_splits.test, batch_size=result.config["eval_batch_size"])
     metrics, items = _items(predictions, splits.task)
     outputs = predictions.logits.argmax(-1) if splits.task == "classification" else predictions.logits.view(-1)
-    if "probe" in spec.measures:
-        for m in run_splits.modalities:
-            pred = evaluate.linear_probe_predictions(method, run_splits, m)
-            items[f"probe_{m}"] = (torch.as_tensor(pred) == run_splits.test.tensors[LABEL]).float().tolist()
-            metrics[f"probe_{m}"] = sum(items[f"probe_{m}"]) / len(pred)
+    for item in spec.measures:
+        options = {} if isinstance(item, str) else item[1]
+        extra_metrics, extra_items = resolve(measure_name(item), MEASURES)(method, run_splits, **options)
+        metrics.update(extra_metrics)
+        items.update(extra_items)
     ok, best = converged(result.history, splits.task)
     return {"arm": spec.arm, "seed": spec.seed, "spec": spec.as_dict(), "history": result.history.to_dict("records"),
             "epochs": len(result.history), "best_epoch": best, "selected_epoch": result.best_epoch,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -46,7 +47,10 @@ class RecordError(RuntimeError):
 
 
 def _module_path(name: str) -> Path | None:
-    """The source file of a package module (``mmrepro.x.y``), found on disk without importing it."""
+    """The source file of a module: ``mmrepro.x.y`` found on disk without importing it, others by importlib."""
+    if name.split(".")[0] != "mmrepro":
+        spec = importlib.util.find_spec(name)
+        return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
     base = PACKAGE.joinpath(*name.split(".")[1:])
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
@@ -86,6 +90,8 @@ def _imports(name: str, tree: ast.AST, is_package: bool) -> set[str]:
 @lru_cache(maxsize=None)
 def _module_hash(name: str) -> tuple[str, frozenset[str]]:
     path = _module_path(name)
+    if path is None:
+        raise ValueError(f"no Python source found for module {name!r}, so its code cannot be part of a run's key")
     tree = ast.parse(path.read_text(), filename=str(path))
     deps = _imports(name, tree, path.name == "__init__.py")
     return hashlib.sha256(_normalised(tree).encode()).hexdigest(), frozenset(deps)
@@ -132,7 +138,7 @@ def _device_type(device: str) -> str:
 
 def key(spec: RunSpec, device: str = "auto") -> str:
     """The run's key: spec, device type, threads and code fingerprint, hashed."""
-    roots = (method_module(spec.method), data_module(spec.data["name"]), *BASE_MODULES)
+    roots = (method_module(spec.method), data_module(spec.data["name"]), *BASE_MODULES, *spec.code_roots())
     payload = {"spec": {k: v for k, v in spec.as_dict().items() if k != "arm"}, "device": _device_type(device),
                "threads": torch.get_num_threads() if _device_type(device) == "cpu" else None,
                "code": code_fingerprint(roots), "version": RECORD_VERSION}
@@ -295,7 +301,7 @@ def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6) -> st
         raise RecordError(f"no run records in {folder}")
     path = Path(folder) / pick if pick else random.SystemRandom().choice(files)
     record = read(path)
-    spec = RunSpec(**{**record["spec"], "measures": tuple(record["spec"]["measures"])})
+    spec = RunSpec.from_dict(record["spec"])
     if not record["device"].startswith("cpu"):
         raise RecordError(f"{path.name} was made on {record['device']}; re-derive it on that device type")
     torch.set_num_threads(1)

@@ -101,7 +101,7 @@ def test_a_corrupt_record_names_its_file(tmp_path):
 
 
 def test_specs_are_checked_before_any_training():
-    with pytest.raises(ValueError, match="monitor"):
+    with pytest.raises(ValueError, match="unknown name .nope.; valid: shapley"):
         RunSpec(arm="a", method="joint", seed=0, data={"name": "synthetic"}, train=TRAIN, monitor="nope")
     with pytest.raises(ValueError, match="seed"):
         RunSpec(arm="a", method="joint", seed=0, data={"name": "synthetic"}, train={**TRAIN, "seed": 3})
@@ -127,3 +127,16 @@ def test_the_shard_comes_from_the_launcher(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     assert records.shard_from_env() == (3, 4)
+
+
+def test_measures_named_by_path_run_and_their_code_is_in_the_key(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    measured = RunSpec(arm="joint", method="joint", seed=0, data={"name": "synthetic", "sizes": [200, 60, 60]},
+                       train=TRAIN, measures=(("record_measures:first_item", {"scale": 2.0}), "probe"))
+    record = records.run_grid("toy", [measured], root=tmp_path, processes=1).records[0]
+    assert record["metrics"]["toy"] == 2.0 and record["items"]["toy_items"] == [2.0] * 60
+    assert "probe_m0" in record["items"]
+    assert records.key(measured) != records.key(spec())
+    assert RunSpec.from_dict(record["spec"]) == measured
+    with pytest.raises(ValueError, match="cannot import"):
+        RunSpec(arm="a", method="joint", seed=0, data={"name": "synthetic"}, train=TRAIN, measures=("nope:f",))
