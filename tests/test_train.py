@@ -28,18 +28,16 @@ class _Stop(Exception):
     """Stands for a crash or a killed job."""
 
 
-class _CrashingOGMGE(OGMGE):
-    """OGM-GE that dies at the end of epoch 1, before that epoch's checkpoint."""
-
-    def epoch_end(self, epoch, ctx):
-        if epoch == 1:
-            raise _Stop
-        super().epoch_end(epoch, ctx)
+def _crash_at_epoch_1(method, ctx) -> dict[str, float]:
+    """A monitor that dies at the end of epoch 1, before that epoch's checkpoint."""
+    if ctx.epoch == 1:
+        raise _Stop
+    return {}
 
 
-def _ogm(splits, seed: int = 0, cls=OGMGE) -> OGMGE:
+def _ogm(splits, seed: int = 0) -> OGMGE:
     seed_everything(seed)
-    return cls(build_model(splits, hidden=16, out_dim=8), alpha=0.5)  # GE noise uses the RNG: resume must restore it
+    return OGMGE(build_model(splits, hidden=16, out_dim=8), alpha=0.5)  # GE noise uses the RNG: resume must restore it
 
 
 def _history(result) -> pd.DataFrame:
@@ -65,9 +63,8 @@ def test_same_seed_gives_identical_runs_on_cpu(synthetic):
 def test_resume_after_a_crash_matches_an_uninterrupted_run(synthetic, tmp_path):
     full = _ogm(synthetic)
     reference = fit(full, synthetic, CFG, checkpoint_dir=str(tmp_path / "full"))
-    crashing = _ogm(synthetic, cls=_CrashingOGMGE)
     with pytest.raises(_Stop):
-        fit(crashing, synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"))
+        fit(_ogm(synthetic), synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"), monitor=_crash_at_epoch_1)
     resumed = _ogm(synthetic, seed=99)  # fresh weights: everything must come from the checkpoint
     result = fit(resumed, synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"), resume=True)
     pd.testing.assert_frame_equal(_history(result), _history(reference), check_exact=True)
@@ -115,9 +112,19 @@ def test_train_seeds_and_mean_std(synthetic):
 @pytest.mark.parametrize("kwargs, match", [
     ({"optimizer": "lbfgs"}, "'lbfgs'; valid: sgd, adam, adamw"),
     ({"select": "worst"}, "'best' or 'last'"),
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"lr": 0.0}, "lr must be > 0"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1"),
+    ({"lr": 0.0}, "lr must be a finite number > 0"),
+    ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"grad_clip": -1.0}, r"grad_clip must be a finite number > 0 \(or None"),
+    ({"lr_gamma": -0.5}, "lr_gamma must be a finite number > 0"),
+    ({"lr_step": 0}, "lr_step must be an integer >= 1"),
+    ({"momentum": 1.5}, r"momentum must be a finite number in \[0, 1\)"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
 ])
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

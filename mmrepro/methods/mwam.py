@@ -321,6 +321,13 @@ class MWAM(MissingModalityHost):
         mean = frms.mean(0)
         return mean, self.weights_from_frm(mean, mean)
 
+    def extra_state(self) -> dict[str, Tensor | None]:
+        """The FRM bank, which lives outside the module (saved in checkpoints for an exact resume)."""
+        return {"bank": self.bank.values}
+
+    def load_extra_state(self, state: dict[str, Tensor | None]) -> None:
+        self.bank.values = state["bank"]
+
     def _resolve_intervention(self, optimizer: str) -> str:
         if self.intervention != "auto":
             return self.intervention
@@ -338,8 +345,7 @@ class MWAM(MissingModalityHost):
     @torch.no_grad()
     def _step_weights(self, batch: Batch, ctx) -> tuple[Tensor, Tensor]:
         frms = self.batch_frm(batch)
-        if ctx is not None and ctx.world_size > 1:  # every process must use the same weights
-            frms = ctx.fabric.all_reduce(frms, reduce_op="sum" if self._reduction(batch) == "sum" else "mean")
+        frms = ctx.all_reduce(frms, "sum" if self._reduction(batch) == "sum" else "mean")  # same K everywhere
         bank = self.bank.update(frms)
         a, b = self.constants["alpha"], self.constants["beta"]
         if self.weighting == "static":

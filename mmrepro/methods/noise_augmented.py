@@ -43,8 +43,8 @@ class NoiseAugmented(Method):
     def after_backward(self, ctx) -> None:
         self.method.after_backward(ctx)
 
-    def epoch_end(self, epoch: int, ctx) -> None:
-        self.method.epoch_end(epoch, ctx)
+    def epoch_end(self, epoch: int, ctx) -> dict[str, float] | None:
+        return self.method.epoch_end(epoch, ctx)
 
     def predict(self, batch: Batch) -> Output:
         return self.method.predict(batch)

@@ -233,8 +233,7 @@ class UDML(Method):
     def _update_dependency(self, h: dict[str, Tensor], ctx) -> None:
         """Refresh the dependency buffer from this batch's fusion inputs (EMA or overwrite)."""
         d = modality_dependency(self.model.fusion, {m: h[m].detach() for m in self.modalities}, self.dependency_form)
-        if ctx is not None and ctx.world_size > 1:
-            d = ctx.fabric.all_reduce(d, reduce_op="mean")
+        d = ctx.all_reduce(d, "mean")
         keep = torch.where(self.dependency_ready, self.dependency_momentum, 0.0)
         self.dependency.copy_(keep * self.dependency + (1 - keep) * d)
         self.dependency_ready.fill_(True)
