@@ -277,7 +277,7 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
             steps += 1
             first_bad = torch.where((first_bad == 0) & ~torch.isfinite(out.loss.detach()), steps, first_bad)
             ctx.step += 1
-        _check_finite(ctx.all_reduce(first_bad, "max"), method, epoch)
+        _check_finite(ctx.all_reduce(first_bad, "max"), method, epoch, steps)
         if scheduler is not None:
             scheduler.step()
         logs = method.epoch_end(epoch, ctx) or {}
@@ -307,13 +307,13 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
                      time.perf_counter() - start_time, device_name(fabric), asdict(cfg))
 
 
-def _check_finite(first_bad: torch.Tensor, method: Method, epoch: int) -> None:
+def _check_finite(first_bad: torch.Tensor, method: Method, epoch: int, steps: int) -> None:
     """One host sync per epoch: raise if any step of the epoch had a non-finite loss."""
     step = int(first_bad.item())
     if step:
         raise FloatingPointError(
             f"{type(method).__name__}: the training loss became non-finite (NaN or inf) at epoch {epoch}, step {step} "
-            "of that epoch; check the inputs for NaN/inf, lower lr, or set grad_clip")
+            f"of {steps}; check the inputs and the method's settings for NaN/inf, lower lr, or set grad_clip")
 
 
 def _save(fabric: Fabric, path: Path, state: dict[str, Any], method: Method, step: int) -> None:
