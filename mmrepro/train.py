@@ -8,7 +8,6 @@ restored at the end.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,7 +19,7 @@ import torch
 from lightning_fabric import Fabric
 from tqdm.auto import tqdm
 
-from . import checkpoint, evaluate
+from . import checkpoint, evaluate, validate
 from .data.core import LABEL, DictDataset, Splits, train_loader
 from .methods.base import Method
 
@@ -58,26 +57,16 @@ class TrainConfig:
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            _check_integer(name, getattr(self, name), 1)
-        _check_integer("seed", self.seed, 0)
+            validate.number(name, getattr(self, name), 1, integer=True)
+        validate.number("seed", self.seed, 0, integer=True)
         if self.lr_step is not None:
-            _check_integer("lr_step", self.lr_step, 1)
-        _check_real("lr", self.lr, "> 0", lambda v: v > 0)
-        _check_real("lr_gamma", self.lr_gamma, "> 0", lambda v: v > 0)
-        _check_real("momentum", self.momentum, "in [0, 1)", lambda v: 0 <= v < 1)
-        _check_real("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0)
+            validate.number("lr_step", self.lr_step, 1, integer=True)
+        validate.number("lr", self.lr, 0, low_open=True)
+        validate.number("lr_gamma", self.lr_gamma, 0, low_open=True)
+        validate.number("momentum", self.momentum, 0, 1, high_open=True)
+        validate.number("weight_decay", self.weight_decay, 0)
         if self.grad_clip is not None:
-            _check_real("grad_clip", self.grad_clip, "> 0 (or None: no clipping)", lambda v: v > 0)
-
-
-def _check_integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_real(name: str, value: Any, valid: str, ok: Callable[[float], bool]) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-        raise ValueError(f"{name} must be a finite number {valid}, got {value!r}")
+            validate.number("grad_clip (None: no clipping)", self.grad_clip, 0, low_open=True)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import validate
 from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import accuracy, predict
 from ..models.fusion import LateFusion
@@ -205,8 +206,7 @@ class MissingModalityHost(Method):
             raise ValueError(f"the MWAM host needs fusion='late' (mean of per-modality heads), got {type(model.fusion).__name__}")
         if task != "classification":
             raise ValueError(f"the MWAM host supports classification only, got task {task!r}")
-        if aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
+        validate.number("aux_weight", aux_weight, 0)
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight
         subsets = modality_subsets(range(len(self.modalities)))
         masks = torch.zeros(len(subsets), len(self.modalities))
@@ -282,8 +282,13 @@ class MWAM(MissingModalityHost):
                 raise ValueError(f"unknown MWAM {name} {value!r}; valid: {', '.join(valid)}")
         if not 1 <= q < p:
             raise ValueError(f"q must be in 1..p-1 = 1..{p - 1}, got {q}")
-        if beta <= 0:
-            raise ValueError(f"beta must be > 0 (K must decrease with FRM), got {beta}")
+        validate.several_modalities("MWAM", self.modalities, "its weights compare each modality's FRM to the mean")
+        validate.number("MWAM beta (K must decrease with FRM)", beta, 0, low_open=True)
+        validate.number("MWAM alpha (K > alpha - beta must stay positive)", alpha, beta, low_open=True)
+        validate.number("MWAM lam (the sigmoid's slope)", lam, 0, low_open=True)
+        validate.number("MWAM gamma", gamma)
+        validate.number("MWAM sigma", sigma, 0, low_open=True)
+        validate.number("MWAM p", p, 2, integer=True)
         self.intervention, self.weighting, self.variant = intervention, weights, variant
         self.p, self.q, self.sigma, self.reduce, self.ema_in = p, q, sigma, reduce, ema_in
         self.constants = {"alpha": alpha, "beta": beta, "lam": lam, "gamma": gamma}

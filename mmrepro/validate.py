@@ -1,0 +1,33 @@
+"""Checks of numeric settings, shared by configs and method constructors: one error wording everywhere."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _bound(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}" if high is not None else "finite"
+
+
+def number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number (an integer if asked) within the bounds."""
+    kind = "an integer" if integer else "a finite number"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = ok and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        raise ValueError(f"{name} must be {kind} {_bound(low, high, low_open, high_open)}, got {value!r}")
+
+
+def several_modalities(method: str, modalities: tuple[str, ...], why: str) -> None:
+    """Raise ``ValueError`` for a method that is degenerate with fewer than two modalities."""
+    if len(modalities) < 2:
+        raise ValueError(f"{method} needs at least two modalities ({why}); got {list(modalities)}. Train one "
+                         "modality with joint training instead (methods.build('unimodal', ...))")
