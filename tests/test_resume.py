@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +127,29 @@ def test_corrupt_checkpoint_names_the_file(checkpoint_of_ogm_ge, content):
     path.write_bytes(data[: len(data) // 2] if content is None else content)  # None: truncated
     with pytest.raises(CheckpointError, match=f"cannot read checkpoint {path}.*delete it to start over"):
         fit(make("ogm_ge"), DATA, CFG, checkpoint_dir=str(checkpoint_of_ogm_ge), resume=True)
+
+
+def test_btw_resume_is_exact(tmp_path):
+    """BTW (not in REGISTRY: it brings its own MoE model): its alpha, best loss and per-example weights resume."""
+    from mmrepro.data.btw_data import with_uids
+    from mmrepro.methods.btw import BTW
+    from mmrepro.models.moe import build_moe_model
+
+    data = with_uids(make_synthetic(levels=(3.0, 0.5), dim=8, num_classes=3, sizes=(96, 32, 32), seed=0))
+    cfg = replace(CFG, epochs=5)
+
+    def btw(seed: int = 0) -> BTW:
+        seed_everything(seed)
+        return BTW(build_moe_model(data, dim=8, num_experts=4), unimodal_cfg=replace(cfg, epochs=1), alpha_step=0.2)
+
+    reference = btw()
+    expected = fit(reference, data, cfg)
+    with pytest.raises(_Stop):
+        fit(btw(), data, cfg, checkpoint_dir=str(tmp_path), monitor=_crash_at_epoch_2)
+    resumed = btw(seed=99)
+    result = fit(resumed, data, cfg, checkpoint_dir=str(tmp_path), resume=True)
+    pd.testing.assert_frame_equal(result.history.drop(columns="epoch_time"),
+                                  expected.history.drop(columns="epoch_time"), check_exact=True)
+    assert (resumed.alpha_now, resumed.best_val_loss, resumed.history) == (reference.alpha_now,
+                                                                           reference.best_val_loss, reference.history)
+    assert torch.equal(predict(resumed, data.test).logits, predict(reference, data.test).logits)
