@@ -153,3 +153,17 @@ def test_btw_resume_is_exact(tmp_path):
     assert (resumed.alpha_now, resumed.best_val_loss, resumed.history) == (reference.alpha_now,
                                                                            reference.best_val_loss, reference.history)
     assert torch.equal(predict(resumed, data.test).logits, predict(reference, data.test).logits)
+
+
+def test_every_rng_state_round_trips_through_a_checkpoint_file(tmp_path):
+    import random
+
+    import numpy as np
+
+    from mmrepro.checkpoint import rng_states, set_rng_states
+
+    seed_everything(5)
+    torch.save(rng_states(), tmp_path / "rng.pt")
+    draws = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == draws
