@@ -100,16 +100,16 @@ def _detach(value: Any) -> Any:
     return value
 
 
-def _like(loaded: Any, current: Any) -> Any:
-    """``loaded`` with each tensor moved to the device of the matching tensor in ``current``."""
+def _like(loaded: Any, current: Any, device: torch.device) -> Any:
+    """``loaded`` with each tensor on the device of the matching tensor in ``current`` (else on ``device``)."""
     if isinstance(loaded, Tensor):
-        return loaded.to(current.device) if isinstance(current, Tensor) else loaded
+        return loaded.to(current.device if isinstance(current, Tensor) else device)
     if isinstance(loaded, (list, tuple)):
         same = isinstance(current, (list, tuple)) and len(current) == len(loaded)
-        return type(loaded)(_like(v, current[i] if same else None) for i, v in enumerate(loaded))
+        return type(loaded)(_like(v, current[i] if same else None, device) for i, v in enumerate(loaded))
     if isinstance(loaded, dict):
         other = current if isinstance(current, dict) else {}
-        return {k: _like(v, other.get(k)) for k, v in loaded.items()}
+        return {k: _like(v, other.get(k), device) for k, v in loaded.items()}
     return loaded
 
 
@@ -130,9 +130,10 @@ def method_state(method: nn.Module) -> dict[str, Any]:
 def load_method_state(method: nn.Module, state: dict[str, Any]) -> None:
     """Restore ``method_state`` into a method on which ``fit_begin`` has run."""
     methods = dict(_methods(method))
+    device = next(iter([*method.parameters(), *method.buffers()]), torch.empty(0)).device
     for name, attributes in state["attributes"].items():
         for key, value in attributes.items():
-            setattr(methods[name], key, _like(value, getattr(methods[name], key, None)))
+            setattr(methods[name], key, _like(value, getattr(methods[name], key, None), device))
     buffers = {full: (module, b) for full, module, b in _non_persistent_buffers(method)}
     missing = sorted(set(state["buffers"]) - set(buffers))
     if missing:
@@ -141,7 +142,7 @@ def load_method_state(method: nn.Module, state: dict[str, Any]) -> None:
         module, b = buffers[full]
         module._buffers[b].copy_(value)
     for name, extra in state["extra"].items():
-        methods[name].load_extra_state(_like(extra, methods[name].extra_state()))
+        methods[name].load_extra_state(_like(extra, methods[name].extra_state(), device))
 
 
 # ----------------------------------------------------------------------------- identity and files

@@ -91,7 +91,8 @@ def test_nan_tensors_are_never_cached(tmp_path):
 # ----------------------------------------------------------------------------- settings (§6, §7)
 
 @pytest.mark.parametrize("factory, match", [
-    (lambda d: MWAM(build_model(d, fusion="late"), alpha=0.5, beta=1.0), r"MWAM alpha .* must be a finite number > 1.0"),
+    (lambda d: MWAM(build_model(d, fusion="late"), alpha=0.5, beta=1.0),
+     r"MWAM alpha .* gives negative weights\) must be a finite number >= 1.0, got 0.5"),
     (lambda d: MWAM(build_model(d, fusion="late"), lam=float("nan")), "MWAM lam .* got nan"),
     (lambda d: UDML(build_model(d), gamma=-1.0), "UDML gamma must be a finite number >= 0, got -1.0"),
     (lambda d: UDML(build_model(d.select(["m0"]))), r"UDML needs at least two modalities .*got \['m0'\]"),

@@ -167,3 +167,4 @@ def test_every_rng_state_round_trips_through_a_checkpoint_file(tmp_path):
     draws = (random.random(), float(np.random.rand()), float(torch.rand(())))
     set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == draws
+

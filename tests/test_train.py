@@ -16,7 +16,7 @@ from mmrepro.evaluate import evaluate
 from mmrepro.experiment import mean_std, train_seeds
 from mmrepro.methods import OGMGE, Joint
 from mmrepro.models import build_model
-from mmrepro.train import TrainConfig, fit, seed_everything
+from mmrepro.train import Context, TrainConfig, fit, seed_everything
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
@@ -164,3 +164,19 @@ def test_monitor_values_join_the_history(synthetic):
 
     result = fit(Joint(build_model(synthetic)), synthetic, CFG, epochs=2, monitor=monitor)
     assert seen == [0, 1] and result.history["probe"].tolist() == [0.0, 10.0]
+
+
+def test_epoch_end_logs_join_the_history(synthetic):
+    class Counting(Joint):
+        def epoch_end(self, epoch, ctx):
+            return {"seen_steps": float(ctx.step)}
+
+    result = fit(Counting(build_model(synthetic)), synthetic, CFG, epochs=2)
+    assert result.history["seen_steps"].tolist() == [6.0, 12.0]  # 96 examples / batch 16 per epoch
+
+
+def test_context_local_and_its_all_reduce_on_one_process(synthetic):
+    ctx = Context.local(synthetic)
+    x = torch.tensor([1.0, 2.0])
+    assert ctx.world_size == 1 and ctx.device.type == "cpu" and ctx.splits is synthetic
+    assert all(ctx.all_reduce(x, op) is x for op in ("sum", "mean", "max"))

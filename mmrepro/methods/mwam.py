@@ -284,7 +284,7 @@ class MWAM(MissingModalityHost):
             raise ValueError(f"q must be in 1..p-1 = 1..{p - 1}, got {q}")
         validate.several_modalities("MWAM", self.modalities, "its weights compare each modality's FRM to the mean")
         validate.number("MWAM beta (K must decrease with FRM)", beta, 0, low_open=True)
-        validate.number("MWAM alpha (K > alpha - beta must stay positive)", alpha, beta, low_open=True)
+        validate.number("MWAM alpha (K lies in (alpha - beta, alpha): alpha < beta gives negative weights)", alpha, beta)
         validate.number("MWAM lam (the sigmoid's slope)", lam, 0, low_open=True)
         validate.number("MWAM gamma", gamma)
         validate.number("MWAM sigma", sigma, 0, low_open=True)
