@@ -166,7 +166,7 @@ def check_inputs(method: Method, splits: Splits, cfg: TrainConfig) -> None:
             raise ValueError(f"the {part} split of {splits.name!r} is empty")
         _check_modalities(method, data, part)
         for key, tensor in data.tensors.items():
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if not validate.all_finite(tensor):
                 raise ValueError(f"{splits.name!r} {part} tensor {key!r} holds NaN or inf values; clean or drop them")
         if splits.task == "classification":
             _check_labels(data.tensors[LABEL], splits.num_classes, getattr(method.model, "num_classes", None), part)

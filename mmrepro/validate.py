@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 
 def _bound(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
@@ -31,3 +33,11 @@ def several_modalities(method: str, modalities: tuple[str, ...], why: str) -> No
     if len(modalities) < 2:
         raise ValueError(f"{method} needs at least two modalities ({why}); got {list(modalities)}. Train one "
                          "modality with joint training instead (methods.build('unimodal', ...))")
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether a tensor holds no NaN or inf: one float64 sum (a NaN or inf anywhere makes it non-finite),
+    so a large dataset needs no boolean copy of itself."""
+    if not tensor.is_floating_point():
+        return True
+    return bool(torch.isfinite(tensor.sum(dtype=torch.float64)))

@@ -8,7 +8,12 @@ Search order for a dataset folder (``fsdd/`` or ``mnist/``):
 
 Every file is checked against the SHA-256 manifest shipped in
 ``mmrepro/data/checksums``; a truncated or altered file is an error that names
-the file, never something silently replaced.
+the file, never something silently replaced.  Processes downloading into one
+cache at once take turns under a file lock: one downloads, the others find its copy.
+
+Preprocessed tensors (``cached_tensors``) are cached with a SHA-256 of their
+contents; a corrupt cache file is rebuilt after a warning, and tensors holding
+NaN or inf are refused rather than cached.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+
+from ..validate import all_finite
 
 FSDD_COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
 
@@ -249,7 +256,7 @@ def cached_tensors(path: Path, build: Callable[[], dict[str, torch.Tensor]], wha
             warnings.warn(f"preprocessing cache {path} is corrupt ({reason}); rebuilding it", RuntimeWarning,
                           stacklevel=2)
     tensors = build()
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [k for k, t in tensors.items() if not all_finite(t)]
     if bad:
         raise DataError(f"preprocessing {what} gave NaN or inf in {bad}; check its settings (nothing was cached)")
     path.parent.mkdir(parents=True, exist_ok=True)
