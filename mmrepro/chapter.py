@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
@@ -60,18 +61,18 @@ def _literal(node: ast.AST) -> Any:
 def parse_seeds(value: Any) -> list[int]:
     """Seeds as a list of distinct non-negative integers (one integer is one seed)."""
     seeds = parse(value)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = [seeds]
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise ParameterError(f"seeds must be a non-empty list of integers such as [0, 1, 2], got {value!r}")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0]
     if bad:
         raise ParameterError(f"seeds must be non-negative integers, got {bad} in {value!r}")
     repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
     if repeated:
         raise ParameterError(f"seeds must be distinct (a repeated seed repeats a run and shrinks the spread), "
                              f"got {repeated} more than once in {value!r}")
-    return list(seeds)
+    return [int(s) for s in seeds]
 
 
 def _check_finite(name: str, value: Any) -> None:
@@ -86,7 +87,7 @@ def _check_bounds(name: str, value: Any, bounds: Bounds) -> None:
     low, high = bounds
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, float)):
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
             raise ParameterError(f"parameter {name} must be a number, got {item!r}")
         if (low is not None and item < low) or (high is not None and item > high):
             raise ParameterError(f"parameter {name} must lie in [{low if low is not None else '-inf'}, "

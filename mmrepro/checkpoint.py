@@ -13,6 +13,7 @@ Checkpoints are read with ``weights_only=True``: they hold tensors and plain val
 from __future__ import annotations
 
 import math
+import numbers
 import pickle
 import random
 import zipfile
@@ -62,7 +63,7 @@ def _tuples(value: Any) -> Any:
 # ----------------------------------------------------------------------------- method state
 
 def _plain(value: Any, tensors: bool = True) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, str, numbers.Real)):
         return True
     if isinstance(value, Tensor):
         return tensors
@@ -86,13 +87,16 @@ def _attributes(module: nn.Module, tensors: bool = True) -> dict[str, Any]:
 
 def settings(method: nn.Module) -> dict[str, Any]:
     """The public plain non-tensor attributes of the method and its nested methods (their settings)."""
-    return {f"{name}.{k}" if name else k: v for name, sub in _methods(method)
+    return {f"{name}.{k}" if name else k: _detach(v) for name, sub in _methods(method)
             for k, v in _attributes(sub, tensors=False).items() if not k.startswith("_")}
 
 
 def _detach(value: Any) -> Any:
+    """A copy made of tensors and Python builtins only (NumPy scalars become int/float: weights_only loads it)."""
     if isinstance(value, Tensor):
         return value.detach().clone()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_detach(v) for v in value)
     if isinstance(value, dict):

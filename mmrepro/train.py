@@ -57,16 +57,16 @@ class TrainConfig:
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            validate.number(name, getattr(self, name), 1, integer=True)
-        validate.number("seed", self.seed, 0, integer=True)
+            setattr(self, name, validate.number(name, getattr(self, name), 1, integer=True))
+        self.seed = validate.number("seed", self.seed, 0, integer=True)
         if self.lr_step is not None:
-            validate.number("lr_step", self.lr_step, 1, integer=True)
-        validate.number("lr", self.lr, 0, low_open=True)
-        validate.number("lr_gamma", self.lr_gamma, 0, low_open=True)
-        validate.number("momentum", self.momentum, 0, 1, high_open=True)
-        validate.number("weight_decay", self.weight_decay, 0)
+            self.lr_step = validate.number("lr_step", self.lr_step, 1, integer=True)
+        self.lr = validate.number("lr", self.lr, 0, low_open=True)
+        self.lr_gamma = validate.number("lr_gamma", self.lr_gamma, 0, low_open=True)
+        self.momentum = validate.number("momentum", self.momentum, 0, 1, high_open=True)
+        self.weight_decay = validate.number("weight_decay", self.weight_decay, 0)
         if self.grad_clip is not None:
-            validate.number("grad_clip (None: no clipping)", self.grad_clip, 0, low_open=True)
+            self.grad_clip = validate.number("grad_clip (None: no clipping)", self.grad_clip, 0, low_open=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -17,15 +18,17 @@ def _bound(low: float | None, high: float | None, low_open: bool, high_open: boo
 
 
 def number(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-           low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite number (an integer if asked) within the bounds."""
+           low_open: bool = False, high_open: bool = False, integer: bool = False) -> int | float:
+    """``value`` as a Python int or float; ``ValueError`` unless it is a finite number (an integer if
+    asked) within the bounds.  NumPy numbers count (``numbers.Real``/``Integral``); booleans do not."""
     kind = "an integer" if integer else "a finite number"
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral if integer else numbers.Real)
     ok = ok and math.isfinite(value)
     ok = ok and (low is None or (value > low if low_open else value >= low))
     ok = ok and (high is None or (value < high if high_open else value <= high))
     if not ok:
         raise ValueError(f"{name} must be {kind} {_bound(low, high, low_open, high_open)}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def several_modalities(method: str, modalities: tuple[str, ...], why: str) -> None:

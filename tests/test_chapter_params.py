@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -34,7 +35,7 @@ def test_parse_reads_non_finite_numbers_so_they_can_be_refused():
 
 
 @pytest.mark.parametrize("text, seeds", [("[0,1,2]", [0, 1, 2]), ("0, 1", [0, 1]), ("4", [4]), ([2, 0], [2, 0]),
-                                         ((1, 3), [1, 3])])
+                                         ((1, 3), [1, 3]), ([np.int64(5)], [5])])
 def test_seed_forms(text, seeds):
     assert parse_seeds(text) == seeds
 

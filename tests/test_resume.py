@@ -168,3 +168,14 @@ def test_every_rng_state_round_trips_through_a_checkpoint_file(tmp_path):
     set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == draws
 
+
+
+def test_numpy_numbers_in_method_state_survive_a_weights_only_checkpoint(tmp_path):
+    import numpy as np
+
+    method = make("joint")
+    method.schedule_value, method.counts = np.float32(0.25), [np.int64(3)]  # as a chapter's helper might leave them
+    fit(method, DATA, CFG, epochs=1, checkpoint_dir=str(tmp_path))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["method_state"]["attributes"][""]["schedule_value"] == 0.25
+    assert saved["identity"]["settings"]["counts"] == [3]

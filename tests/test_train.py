@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -180,3 +181,8 @@ def test_context_local_and_its_all_reduce_on_one_process(synthetic):
     x = torch.tensor([1.0, 2.0])
     assert ctx.world_size == 1 and ctx.device.type == "cpu" and ctx.splits is synthetic
     assert all(ctx.all_reduce(x, op) is x for op in ("sum", "mean", "max"))
+
+
+def test_config_accepts_numpy_numbers():
+    cfg = TrainConfig(seed=np.int64(2), lr=np.float32(0.5), epochs=np.int32(3))
+    assert (cfg.seed, cfg.epochs, cfg.lr) == (2, 3, 0.5) and type(cfg.seed) is int and type(cfg.lr) is float
