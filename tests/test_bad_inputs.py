@@ -21,8 +21,10 @@ from mmrepro.data import DataError, DictDataset, Splits, make_synthetic
 from mmrepro.data.av_digits import AVDigitsConfig
 from mmrepro.data.download import cached_tensors, tensor_checksum
 from mmrepro.data.mosi import load_mosi
-from mmrepro.methods import IIBalance, Joint, OGMGE, UDML, build
+from mmrepro.methods import QMF, TMC, IIBalance, Joint, OGMGE, UDML, build
 from mmrepro.methods.btw import BTW
+from mmrepro.methods.moir import MoIRRouter
+from mmrepro.methods.noise_augmented import NoiseAugmented
 from mmrepro.methods.mwam import MWAM
 from mmrepro.models import build_model
 from mmrepro.models.moe import build_moe_model
@@ -100,6 +102,12 @@ def test_nan_tensors_are_never_cached(tmp_path):
     (lambda d: IIBalance(build_model(d.select(["m0"]), fusion="sum")), "IIBalance needs at least two modalities"),
     (lambda d: BTW(build_moe_model(d.select(["m0"]))), "BTW needs at least two modalities"),
     (lambda d: build_model(d, encoder={"m0": "mlp", "mO": "mlp"}), r"encoder names modalities \['mO'\] the splits"),
+    (lambda d: QMF(build_model(d, fusion="late"), temperature=float("nan")), "QMF temperature .* got nan"),
+    (lambda d: TMC(build_model(d, fusion="late"), annealing_epochs=2.5), "TMC annealing_epochs must be an integer"),
+    (lambda d: MoIRRouter(dim=0), "MoIR dim must be an integer >= 1, got 0"),
+    (lambda d: NoiseAugmented(Joint(build_model(d)), None, start_epoch=-1), "start_epoch must be an integer >= 0"),
+    (lambda d: BTW(build_moe_model(d), alpha_step=float("nan")), "BTW alpha_step must be a finite number >= 0"),
+    (lambda d: IIBalance(build_model(d, fusion="sum"), tau=0.0), r"IIBalance tau .* must be a finite number > 0"),
 ])
 def test_constructors_refuse_impossible_settings(data, factory, match):
     with pytest.raises(ValueError, match=match):

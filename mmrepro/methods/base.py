@@ -6,6 +6,10 @@
     after_backward(ctx)         between backward and the optimiser step
     epoch_end(epoch, ctx)       -> None, or logs for the epoch's history row
     predict(batch)              -> Output, at evaluation time
+
+Checkpoints save a method's plain attributes and non-persistent buffers with its
+weights (``mmrepro.checkpoint``); state kept in other objects is saved by an optional
+``extra_state() -> dict`` and restored by ``load_extra_state(state)``.
 """
 
 from __future__ import annotations
