@@ -66,11 +66,20 @@ def save_run(path: str | Path, config: dict[str, Any], metrics: Any, wall_time: 
     return write_json(path, {"config": config, "metrics": metrics, "wall_time": wall_time, **provenance(device)})
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's contents, or ``ValueError`` naming the file when it is truncated or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it is truncated or corrupt: delete it to "
+                         "recompute the record") from error
+
+
 def load_or_run(path: str | Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Load a saved record if it exists, else call ``run()`` (which returns a record) and save it."""
     path = Path(path)
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path)
     record = run()
     write_json(path, record)
     return record

@@ -171,7 +171,7 @@ def test_av_digits_cache_is_reused(av_digits, monkeypatch):
 
 def test_av_digits_cache_is_keyed_by_settings(av_digits, private_cache, monkeypatch):
     default_file = private_cache / "av_digits" / f"{avd.AVDigitsConfig().key()}.pt"
-    real = torch.load(default_file)
+    real = torch.load(default_file, weights_only=True)["tensors"]
     calls = []
 
     def fake_build(cfg):
@@ -190,7 +190,11 @@ def test_av_digits_cache_is_keyed_by_settings(av_digits, private_cache, monkeypa
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"image_noise": -0.1}, "image_noise"),
+    ({"image_noise": -0.1}, "image_noise must be a finite number >= 0, got -0.1"),
+    ({"image_noise": float("nan")}, "image_noise must be a finite number >= 0, got nan"),
+    ({"audio_snr_db": float("nan")}, "audio_snr_db must be a finite number of dB"),
+    ({"audio_snr_db": float("-inf")}, "audio_snr_db must be a finite number of dB"),
+    ({"n_mels": 0}, "n_mels must be an integer >= 1"),
     ({"val_indices": (2, 3)}, "val_indices"),
     ({"val_indices": ()}, "val_indices"),
 ])

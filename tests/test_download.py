@@ -182,3 +182,33 @@ def test_download_disabled_says_where_it_looked(no_data_dir):
     with pytest.raises(DataError) as err:
         locate(_files_source(), allow_download=False)
     assert str(no_data_dir / "toy") in str(err.value) and "MMREPRO_DATA_DIR" in str(err.value)
+
+
+def _locate_three_times(base: str, cache: str, queue) -> None:
+    import os
+
+    os.environ["MMREPRO_CACHE_DIR"] = cache
+    try:
+        for _ in range(3):
+            folder = locate(_files_source(base))
+            _assert_files(folder)
+        queue.put("ok")
+    except Exception as error:  # reported to the parent, which fails the test with it
+        queue.put(f"{type(error).__name__}: {error}")
+
+
+def test_concurrent_downloads_into_one_cache_all_succeed(server, no_data_dir):
+    import multiprocessing
+
+    _, url = server
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_locate_three_times, args=(f"{url}/files/", str(no_data_dir.parent), queue))
+             for _ in range(6)]
+    for p in procs:
+        p.start()
+    outcomes = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert outcomes == ["ok"] * 6
+    assert sorted(p.name for p in no_data_dir.iterdir()) == [".toy.lock", "toy"], "no staging folder left behind"

@@ -14,7 +14,7 @@ from mmrepro.methods.mwam import (
 )
 from mmrepro.models import build_model
 from mmrepro.models.vit import TinyViT, build_vit_model
-from mmrepro.train import TrainConfig, fit
+from mmrepro.train import Context, TrainConfig, fit
 
 
 def _splits(n: int = 48, seed: int = 0) -> Splits:
@@ -29,13 +29,12 @@ def _splits(n: int = 48, seed: int = 0) -> Splits:
 
 def _step(method, splits):
     """One manual training step (forward, backward, after_backward) with a minimal context."""
-    class Ctx:
-        world_size, optimizer = 1, None
+    ctx = Context.local(splits)
     batch = splits.train.__getitems__(range(16))
     method.zero_grad()
-    out = method.training_step(batch, Ctx())
+    out = method.training_step(batch, ctx)
     out.loss.backward()
-    method.after_backward(Ctx())
+    method.after_backward(ctx)
     return out
 
 
@@ -175,15 +174,15 @@ def test_lr_scale_keeps_scheduler_factor():
     method = _mwam(splits, intervention="lr")
     opt = torch.optim.SGD(method.parameter_groups(), lr=0.1)
 
-    class Ctx:
-        world_size, optimizer = 1, opt
+    ctx = Context.local(splits)
+    ctx.optimizer = opt
     batch = splits.train.__getitems__(range(16))
-    method.training_step(batch, Ctx())
+    method.training_step(batch, ctx)
     k = method._k
     assert abs(opt.param_groups[1]["lr"] - 0.1 * float(k[0])) < 1e-9
     for g in opt.param_groups:  # a scheduler halves every lr
         g["lr"] *= 0.5
-    method.training_step(batch, Ctx())
+    method.training_step(batch, ctx)
     assert abs(opt.param_groups[2]["lr"] - 0.05 * float(method._k[1])) < 1e-9
     assert opt.param_groups[0]["lr"] == 0.05
 

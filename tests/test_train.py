@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,7 +17,7 @@ from mmrepro.evaluate import evaluate
 from mmrepro.experiment import mean_std, train_seeds
 from mmrepro.methods import OGMGE, Joint
 from mmrepro.models import build_model
-from mmrepro.train import TrainConfig, fit, seed_everything
+from mmrepro.train import Context, TrainConfig, fit, seed_everything
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
@@ -28,18 +29,16 @@ class _Stop(Exception):
     """Stands for a crash or a killed job."""
 
 
-class _CrashingOGMGE(OGMGE):
-    """OGM-GE that dies at the end of epoch 1, before that epoch's checkpoint."""
-
-    def epoch_end(self, epoch, ctx):
-        if epoch == 1:
-            raise _Stop
-        super().epoch_end(epoch, ctx)
+def _crash_at_epoch_1(method, ctx) -> dict[str, float]:
+    """A monitor that dies at the end of epoch 1, before that epoch's checkpoint."""
+    if ctx.epoch == 1:
+        raise _Stop
+    return {}
 
 
-def _ogm(splits, seed: int = 0, cls=OGMGE) -> OGMGE:
+def _ogm(splits, seed: int = 0) -> OGMGE:
     seed_everything(seed)
-    return cls(build_model(splits, hidden=16, out_dim=8), alpha=0.5)  # GE noise uses the RNG: resume must restore it
+    return OGMGE(build_model(splits, hidden=16, out_dim=8), alpha=0.5)  # GE noise uses the RNG: resume must restore it
 
 
 def _history(result) -> pd.DataFrame:
@@ -65,9 +64,8 @@ def test_same_seed_gives_identical_runs_on_cpu(synthetic):
 def test_resume_after_a_crash_matches_an_uninterrupted_run(synthetic, tmp_path):
     full = _ogm(synthetic)
     reference = fit(full, synthetic, CFG, checkpoint_dir=str(tmp_path / "full"))
-    crashing = _ogm(synthetic, cls=_CrashingOGMGE)
     with pytest.raises(_Stop):
-        fit(crashing, synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"))
+        fit(_ogm(synthetic), synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"), monitor=_crash_at_epoch_1)
     resumed = _ogm(synthetic, seed=99)  # fresh weights: everything must come from the checkpoint
     result = fit(resumed, synthetic, CFG, checkpoint_dir=str(tmp_path / "crash"), resume=True)
     pd.testing.assert_frame_equal(_history(result), _history(reference), check_exact=True)
@@ -115,9 +113,19 @@ def test_train_seeds_and_mean_std(synthetic):
 @pytest.mark.parametrize("kwargs, match", [
     ({"optimizer": "lbfgs"}, "'lbfgs'; valid: sgd, adam, adamw"),
     ({"select": "worst"}, "'best' or 'last'"),
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"lr": 0.0}, "lr must be > 0"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be an integer >= 1"),
+    ({"lr": 0.0}, "lr must be a finite number > 0"),
+    ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"grad_clip": -1.0}, r"grad_clip \(None: no clipping\) must be a finite number > 0, got -1.0"),
+    ({"lr_gamma": -0.5}, "lr_gamma must be a finite number > 0"),
+    ({"lr_step": 0}, "lr_step must be an integer >= 1"),
+    ({"momentum": 1.5}, r"momentum must be a finite number in \[0, 1\)"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
 ])
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -138,7 +146,7 @@ def test_two_process_ddp_matches_one_process_of_the_same_global_batch(tmp_path):
            "--master_addr=127.0.0.1", str(Path(ddp_worker.__file__)), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp = torch.load(out)
+    ddp = torch.load(out, weights_only=True)
     single = ddp_worker.run(devices=1, strategy="auto")
     assert ddp["device"].startswith("cpu x2") and single["device"].startswith("cpu x1")
     assert ddp["state"].keys() == single["state"].keys()
@@ -157,3 +165,24 @@ def test_monitor_values_join_the_history(synthetic):
 
     result = fit(Joint(build_model(synthetic)), synthetic, CFG, epochs=2, monitor=monitor)
     assert seen == [0, 1] and result.history["probe"].tolist() == [0.0, 10.0]
+
+
+def test_epoch_end_logs_join_the_history(synthetic):
+    class Counting(Joint):
+        def epoch_end(self, epoch, ctx):
+            return {"seen_steps": float(ctx.step)}
+
+    result = fit(Counting(build_model(synthetic)), synthetic, CFG, epochs=2)
+    assert result.history["seen_steps"].tolist() == [6.0, 12.0]  # 96 examples / batch 16 per epoch
+
+
+def test_context_local_and_its_all_reduce_on_one_process(synthetic):
+    ctx = Context.local(synthetic)
+    x = torch.tensor([1.0, 2.0])
+    assert ctx.world_size == 1 and ctx.device.type == "cpu" and ctx.splits is synthetic
+    assert all(ctx.all_reduce(x, op) is x for op in ("sum", "mean", "max"))
+
+
+def test_config_accepts_numpy_numbers():
+    cfg = TrainConfig(seed=np.int64(2), lr=np.float32(0.5), epochs=np.int32(3))
+    assert (cfg.seed, cfg.epochs, cfg.lr) == (2, 3, 0.5) and type(cfg.seed) is int and type(cfg.lr) is float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,11 +18,14 @@ from mmrepro.methods.udml import (NoisePredictor, default_noise, gaussian_kl, in
                                   modality_dependency)
 from mmrepro.models import build_model
 from mmrepro.models.fusion import ConcatFusion
-from mmrepro.train import TrainConfig, fit
+from mmrepro.train import Context, TrainConfig, fit
 
 
-def _ctx(epoch: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(world_size=1, epoch=epoch, fabric=None)
+_CTX_SPLITS = make_synthetic(levels=(1.0, 1.0), dim=8, num_classes=3, sizes=(8, 8, 8), seed=0)
+
+
+def _ctx(epoch: int = 0) -> Context:
+    return replace(Context.local(_CTX_SPLITS), epoch=epoch)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,10 +27,10 @@ import torchaudio
 from scipy.io import wavfile
 
 from .core import LABEL, DictDataset, Splits
-from .download import DataError, cache_dir, fsdd_source, locate, mnist_source
+from .download import DataError, cache_dir, cached_tensors, fsdd_source, locate, mnist_source
 
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2  # 2: the cache file holds its tensors' checksum
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,14 @@ class AVDigitsConfig:
     noise_seed: int = 1
 
     def __post_init__(self) -> None:
-        if self.image_noise < 0:
-            raise ValueError(f"image_noise must be >= 0, got {self.image_noise}")
+        if not _finite(self.image_noise) or self.image_noise < 0:
+            raise ValueError(f"image_noise must be a finite number >= 0, got {self.image_noise!r}")
+        if self.audio_snr_db is not None and not _finite(self.audio_snr_db):
+            raise ValueError(f"audio_snr_db must be a finite number of dB (or None: no noise), got {self.audio_snr_db!r}")
+        for name in ("sample_rate", "num_samples", "n_fft", "hop_length", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         bad = [i for i in self.val_indices if not 5 <= i <= 49]
         if bad or not self.val_indices:
             raise ValueError(f"val_indices must be a non-empty subset of the training indices 5-49, got {bad or '()'}")
@@ -58,6 +64,10 @@ class AVDigitsConfig:
     def key(self) -> str:
         payload = json.dumps({**asdict(self), "version": PREPROCESSING_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -122,14 +132,7 @@ def _build(cfg: AVDigitsConfig) -> dict[str, torch.Tensor]:
 
 def _cached(cfg: AVDigitsConfig) -> dict[str, torch.Tensor]:
     path = cache_dir() / "av_digits" / f"{cfg.key()}.pt"
-    if path.is_file():
-        return torch.load(path)
-    tensors = _build(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(tensors, tmp)
-    os.replace(tmp, path)
-    return tensors
+    return cached_tensors(path, lambda: _build(cfg), f"AV-Digits with {cfg}")
 
 
 def load_av_digits(config: AVDigitsConfig | None = None, **overrides) -> Splits:

@@ -16,13 +16,13 @@ to ``image_size``, stacked on the channel axis (3 x num_frames, H, W), in [0, 1]
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from . import safe_pickle
 from .core import LABEL, DictDataset, Splits
 from .download import DataError
 
@@ -45,13 +45,13 @@ def read_split(path: Path) -> list[tuple[str, str]]:
 
 
 def load_spectrogram(folder: Path, video: str, audio_frames: int) -> torch.Tensor:
-    """One clip's spectrogram as (1, freq, audio_frames), from .npy or a pickled array."""
+    """One clip's spectrogram as (1, freq, audio_frames), from .npy (no pickles allowed) or a pickled array
+    (read by ``safe_pickle``: arrays and scalars only, so a crafted file cannot run code)."""
     npy, pkl = folder / f"{video}.npy", folder / f"{video}.pkl"
     if npy.is_file():
         spec = np.load(npy)
     elif pkl.is_file():
-        with pkl.open("rb") as handle:
-            spec = np.asarray(pickle.load(handle))
+        spec = np.asarray(safe_pickle.load(pkl))
     else:
         raise DataError(f"no spectrogram for video {video}: expected {npy} or {pkl}")
     if spec.ndim != 2:

@@ -8,11 +8,17 @@ Search order for a dataset folder (``fsdd/`` or ``mnist/``):
 
 Every file is checked against the SHA-256 manifest shipped in
 ``mmrepro/data/checksums``; a truncated or altered file is an error that names
-the file, never something silently replaced.
+the file, never something silently replaced.  Processes downloading into one
+cache at once take turns under a file lock: one downloads, the others find its copy.
+
+Preprocessed tensors (``cached_tensors``) are cached with a SHA-256 of their
+contents; a corrupt cache file is rebuilt after a warning, and tensors holding
+NaN or inf are refused rather than cached.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import io
@@ -21,10 +27,17 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from ..validate import all_finite
 
 FSDD_COMMIT = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"
 
@@ -160,6 +173,26 @@ def download(source: Source, dest: Path, timeout: float = 60.0) -> Path:
     return dest
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (held until the block ends, released if one dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _first_present(candidates: list[Path], source: Source) -> Path | None:
+    for folder in candidates:
+        if folder.exists() and any(folder.iterdir()):
+            verify(folder, source)
+            return folder
+    return None
+
+
 def locate(source: Source, allow_download: bool = True) -> Path:
     """The verified folder holding ``source``'s files, downloading it if needed."""
     env_root = os.environ.get("MMREPRO_DATA_DIR")
@@ -172,15 +205,62 @@ def locate(source: Source, allow_download: bool = True) -> Path:
         candidates.append(root / source.name)
     cached = cache_dir() / "data" / source.name
     candidates.append(cached)
-    for folder in candidates:
-        if folder.exists() and any(folder.iterdir()):
-            verify(folder, source)
-            return folder
+    found = _first_present(candidates, source)
+    if found is not None:
+        return found
     if not allow_download:
         raise DataError(f"{source.name} not found in {[str(c) for c in candidates]} and downloading is disabled. "
                         f"Set MMREPRO_DATA_DIR to a folder holding {source.name}/ (see shared/data/README.md).")
     try:
-        return download(source, cached)
+        with _locked(cached.parent / f".{source.name}.lock"):  # one process downloads; the others then find it
+            return _first_present(candidates, source) or download(source, cached)
     except DataError as exc:
         raise DataError(f"{source.name} not found in {[str(c) for c in candidates]} and the download failed: {exc}\n"
                         f"With no network, copy the files into {cached} or set MMREPRO_DATA_DIR.") from exc
+
+
+# ----------------------------------------------------------------------------- preprocessed tensors
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _read_tensor_cache(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a cache file, or ``ValueError`` saying why the file cannot be trusted."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        raise ValueError(f"unreadable ({type(error).__name__}: {str(error)[:120]})") from error
+    if not isinstance(saved, dict) or set(saved) != {"tensors", "sha256"}:
+        raise ValueError("not a checksummed tensor cache")
+    if tensor_checksum(saved["tensors"]) != saved["sha256"]:
+        raise ValueError("its checksum does not match its tensors (bit rot or an interrupted copy)")
+    return saved["tensors"]
+
+
+def cached_tensors(path: Path, build: Callable[[], dict[str, torch.Tensor]], what: str) -> dict[str, torch.Tensor]:
+    """``build()``'s tensors, cached at ``path`` with a checksum; a corrupt cache is rebuilt after a warning.
+
+    Tensors holding NaN or inf are refused, never cached: ``what`` names the settings to check.
+    """
+    if path.is_file():
+        try:
+            return _read_tensor_cache(path)
+        except ValueError as reason:
+            warnings.warn(f"preprocessing cache {path} is corrupt ({reason}); rebuilding it", RuntimeWarning,
+                          stacklevel=2)
+    tensors = build()
+    bad = [k for k, t in tensors.items() if not all_finite(t)]
+    if bad:
+        raise DataError(f"preprocessing {what} gave NaN or inf in {bad}; check its settings (nothing was cached)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"tensors": tensors, "sha256": tensor_checksum(tensors)}, tmp)
+    os.replace(tmp, path)
+    return tensors

@@ -6,6 +6,8 @@ features) hold ``{"train" | "valid" | "test": {"text": (N, L, 300) GloVe,
 "audio": (N, L, 74) COVAREP, "vision": (N, L, 35 or 47) Facet,
 "labels": (N, 1, 1) sentiment in [-3, 3], "id": ...}}``.  Audio holds ``-inf``
 entries, which MulT's loader sets to 0; we do the same for every non-finite value.
+The pickles are read with a restricted unpickler (``safe_pickle``): NumPy arrays,
+dicts, lists and scalars only, so a crafted file cannot run code when loaded.
 The files cannot be downloaded here (they live on Google Drive); put them in
 ``$MMREPRO_DATA_DIR/mosi`` (else the cache's ``data/mosi``) or pass a path.
 
@@ -17,13 +19,13 @@ accuracy / weighted F1 in the two flavours of that community: "has-0"
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from . import safe_pickle
 from .btw_data import with_uids
 from .core import LABEL, DictDataset, Splits
 from .download import DataError, cache_dir
@@ -60,8 +62,7 @@ def load_mosi(name: str = "mosi", path: str | Path | None = None, aligned: bool 
     if not path.is_file():
         raise DataError(f"{path} not found: download the {name.upper()} pickle of MulT/MMIM "
                         f"({FILES[name]}) and put it there, or pass path=")
-    with path.open("rb") as handle:
-        raw = pickle.load(handle)
+    raw = safe_pickle.load(path)
     parts = {ours: _split(raw, theirs, path) for ours, theirs in SPLITS.items()}
     splits = Splits(name, parts["train"], parts["val"], parts["test"], num_classes=1, task="regression",
                     valid_range={m: None for m in MODALITIES}, info={"path": str(path), "aligned": aligned})

@@ -4,8 +4,12 @@
     epoch_begin(epoch, ctx)
     training_step(batch, ctx)   -> StepOut(loss, output, logs)
     after_backward(ctx)         between backward and the optimiser step
-    epoch_end(epoch, ctx)
+    epoch_end(epoch, ctx)       -> None, or logs for the epoch's history row
     predict(batch)              -> Output, at evaluation time
+
+Checkpoints save a method's plain attributes and non-persistent buffers with its
+weights (``mmrepro.checkpoint``); state kept in other objects is saved by an optional
+``extra_state() -> dict`` and restored by ``load_extra_state(state)``.
 """
 
 from __future__ import annotations
@@ -69,8 +73,8 @@ class Method(nn.Module):
     def after_backward(self, ctx: "Context") -> None:
         """Called after ``backward`` and before the optimiser step (gradient modulation)."""
 
-    def epoch_end(self, epoch: int, ctx: "Context") -> None:
-        """Called at the end of every epoch, before validation."""
+    def epoch_end(self, epoch: int, ctx: "Context") -> dict[str, float] | None:
+        """Called at the end of every epoch, before validation; returned values join the epoch's history row."""
 
     def predict(self, batch: Batch) -> Output:
         return self.model(batch)

@@ -35,6 +35,7 @@ from sklearn.feature_selection import mutual_info_regression
 from sklearn.metrics import mutual_info_score
 from torch import Tensor, nn
 
+from .. import validate
 from ..data.btw_data import UID
 from ..data.core import LABEL, Batch, DictDataset, Splits, iterate
 from ..models.moe import MoEFusion, load_balance_loss
@@ -127,9 +128,12 @@ class BTW(Method):
             raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         if spread not in SPREADS:
             raise ValueError(f"unknown spread {spread!r}; valid: {', '.join(SPREADS)}")
-        if not 0 <= alpha <= 1 or alpha_step < 0 or warmup < 0 or balance_weight < 0:
-            raise ValueError(f"need alpha in [0, 1], alpha_step >= 0, warmup >= 0, balance_weight >= 0; got "
-                             f"{alpha}, {alpha_step}, {warmup}, {balance_weight}")
+        validate.number("BTW alpha", alpha, 0, 1)
+        validate.number("BTW alpha_step", alpha_step, 0)
+        validate.number("BTW warmup", warmup, 0, integer=True)
+        validate.number("BTW balance_weight", balance_weight, 0)
+        if weighting != "none":
+            validate.several_modalities("BTW", model.modalities, "its weights compare modalities")
         if unimodal is not None and set(unimodal) != set(model.modalities):
             raise ValueError(f"unimodal predictors for {sorted(unimodal)} do not match the modalities {list(model.modalities)}")
         self.weighting, self.inverse_kl, self.spread = weighting, inverse_kl, spread

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import evaluate
+from .. import evaluate, validate
 from ..data.core import LABEL, Batch, DictDataset, Splits
 from ..models.fusion import make_fusion
 from ..models.multimodal import MultimodalModel, Output
@@ -249,6 +249,15 @@ class IIBalance(Method):
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         if not 0 <= momentum < 1 or not 0 <= rho_momentum < 1:
             raise ValueError(f"momentum and rho_momentum must be in [0, 1), got {momentum}, {rho_momentum}")
+        validate.several_modalities("IIBalance", self.modalities, "its budgets and gate compare modalities")
+        validate.number("IIBalance lam_max", lam_max, 0)
+        validate.number("IIBalance tau (prototype temperature)", tau, 0, low_open=True)
+        validate.number("IIBalance beta", beta, 0)
+        validate.number("IIBalance start", start, 0, integer=True)
+        validate.number("IIBalance ramp", ramp, 0, integer=True)
+        validate.number("IIBalance gate_steps", gate_steps, 1, integer=True)
+        if budget_epochs is not None:
+            validate.number("IIBalance budget_epochs", budget_epochs, 1, integer=True)
         self.estimator, self.prior_kind, self.budget_epochs = estimator, prior, budget_epochs
         self.trigger, self.soft, self.lam_max, self.start, self.ramp = trigger, soft, lam_max, start, ramp
         self.realised_from = realised_from

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
+from .. import validate
 from ..data.core import Batch
 from ..models.multimodal import Output
 from ..models.token_model import TokenModel
@@ -122,6 +123,8 @@ class MoIRRouter(nn.Module):
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f"ratio (the exchange ratio r) must lie in (0, 1], got {ratio}")
+        for name, value in (("dim", dim), ("rank", rank), ("cap", cap)):
+            validate.number(f"MoIR {name}", value, 1, integer=True)
         if not 0 <= gate_init <= 1 or (learn_gates and gate_init in (0.0, 1.0)):
             raise ValueError(f"gate_init must lie in [0, 1] (open interval (0, 1) when learn_gates), got {gate_init}")
         for name, value, valid in (("level", level, ("channel", "token")), ("select", select, ("bottom", "top", "random")),

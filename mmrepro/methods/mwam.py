@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import validate
 from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import accuracy, predict
 from ..models.fusion import LateFusion
@@ -205,8 +206,7 @@ class MissingModalityHost(Method):
             raise ValueError(f"the MWAM host needs fusion='late' (mean of per-modality heads), got {type(model.fusion).__name__}")
         if task != "classification":
             raise ValueError(f"the MWAM host supports classification only, got task {task!r}")
-        if aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
+        validate.number("aux_weight", aux_weight, 0)
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight
         subsets = modality_subsets(range(len(self.modalities)))
         masks = torch.zeros(len(subsets), len(self.modalities))
@@ -282,8 +282,13 @@ class MWAM(MissingModalityHost):
                 raise ValueError(f"unknown MWAM {name} {value!r}; valid: {', '.join(valid)}")
         if not 1 <= q < p:
             raise ValueError(f"q must be in 1..p-1 = 1..{p - 1}, got {q}")
-        if beta <= 0:
-            raise ValueError(f"beta must be > 0 (K must decrease with FRM), got {beta}")
+        validate.several_modalities("MWAM", self.modalities, "its weights compare each modality's FRM to the mean")
+        validate.number("MWAM beta (K must decrease with FRM)", beta, 0, low_open=True)
+        validate.number("MWAM alpha (K lies in (alpha - beta, alpha): alpha < beta gives negative weights)", alpha, beta)
+        validate.number("MWAM lam (the sigmoid's slope)", lam, 0, low_open=True)
+        validate.number("MWAM gamma", gamma)
+        validate.number("MWAM sigma", sigma, 0, low_open=True)
+        validate.number("MWAM p", p, 2, integer=True)
         self.intervention, self.weighting, self.variant = intervention, weights, variant
         self.p, self.q, self.sigma, self.reduce, self.ema_in = p, q, sigma, reduce, ema_in
         self.constants = {"alpha": alpha, "beta": beta, "lam": lam, "gamma": gamma}
@@ -321,6 +326,13 @@ class MWAM(MissingModalityHost):
         mean = frms.mean(0)
         return mean, self.weights_from_frm(mean, mean)
 
+    def extra_state(self) -> dict[str, Tensor | None]:
+        """The FRM bank, which lives outside the module (saved in checkpoints for an exact resume)."""
+        return {"bank": self.bank.values}
+
+    def load_extra_state(self, state: dict[str, Tensor | None]) -> None:
+        self.bank.values = state["bank"]
+
     def _resolve_intervention(self, optimizer: str) -> str:
         if self.intervention != "auto":
             return self.intervention
@@ -338,8 +350,7 @@ class MWAM(MissingModalityHost):
     @torch.no_grad()
     def _step_weights(self, batch: Batch, ctx) -> tuple[Tensor, Tensor]:
         frms = self.batch_frm(batch)
-        if ctx is not None and ctx.world_size > 1:  # every process must use the same weights
-            frms = ctx.fabric.all_reduce(frms, reduce_op="sum" if self._reduction(batch) == "sum" else "mean")
+        frms = ctx.all_reduce(frms, "sum" if self._reduction(batch) == "sum" else "mean")  # same K everywhere
         bank = self.bank.update(frms)
         a, b = self.constants["alpha"], self.constants["beta"]
         if self.weighting == "static":

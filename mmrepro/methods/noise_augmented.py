@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import validate
 from ..data.core import Batch
 from ..data.graded_noise import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
@@ -21,8 +22,7 @@ class NoiseAugmented(Method):
 
     def __init__(self, method: Method, noise: GradedNoise, start_epoch: int = 0):
         nn.Module.__init__(self)
-        if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        validate.number("NoiseAugmented start_epoch", start_epoch, 0, integer=True)
         self.method, self.noise, self.start_epoch, self.task = method, noise, start_epoch, method.task
 
     @property
@@ -43,8 +43,8 @@ class NoiseAugmented(Method):
     def after_backward(self, ctx) -> None:
         self.method.after_backward(ctx)
 
-    def epoch_end(self, epoch: int, ctx) -> None:
-        self.method.epoch_end(epoch, ctx)
+    def epoch_end(self, epoch: int, ctx) -> dict[str, float] | None:
+        return self.method.epoch_end(epoch, ctx)
 
     def predict(self, batch: Batch) -> Output:
         return self.method.predict(batch)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import validate
 from ..data.core import LABEL, Batch
 from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
@@ -44,8 +45,8 @@ class QMF(Method):
             raise ValueError(f"QMF needs a head per modality (fusion 'late' or 'sum'), got {type(model.fusion).__name__}")
         if task != "classification":
             raise ValueError(f"QMF's energy score needs class logits; task {task!r} is not supported")
-        if temperature <= 0 or rank_weight < 0:
-            raise ValueError(f"need temperature > 0 and rank_weight >= 0, got {temperature} and {rank_weight}")
+        validate.number("QMF temperature", temperature, 0, low_open=True)
+        validate.number("QMF rank_weight", rank_weight, 0)
         self.temperature, self.rank_weight = temperature, rank_weight
 
     def _fuse(self, batch: Batch) -> tuple[Output, dict[str, Tensor]]:

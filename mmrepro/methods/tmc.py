@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import validate
 from ..data.core import LABEL, Batch
 from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
@@ -57,8 +58,7 @@ class TMC(Method):
             raise ValueError(f"TMC needs a head per modality (fusion 'late' or 'sum'), got {type(model.fusion).__name__}")
         if task != "classification":
             raise ValueError(f"TMC's Dirichlet opinions need classes; task {task!r} is not supported")
-        if annealing_epochs < 1:
-            raise ValueError(f"annealing_epochs must be >= 1, got {annealing_epochs}")
+        validate.number("TMC annealing_epochs", annealing_epochs, 1, integer=True)
         self.annealing_epochs = annealing_epochs
 
     def _opinions(self, batch: Batch) -> tuple[Output, dict[str, Tensor], Tensor]:

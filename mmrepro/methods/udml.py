@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import validate
 from ..data.core import LABEL, Batch
 from ..data.graded_noise import GradedNoise
 from ..models.fusion import ConcatFusion
@@ -128,6 +129,8 @@ class UDML(Method):
         uncertainty, dependency = uncertainty or None, dependency or None  # False switches a component off too
         self._check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch,
                     dependency_momentum, task)
+        for name, value in (("gamma", gamma), ("beta", beta), ("noise_weight", noise_weight)):
+            validate.number(f"UDML {name}", value, 0)
         dims = {m: int(d) for m, d in model.fusion.dims.items()}
         self.heads = nn.ModuleDict({m: ProbabilisticHead(d) for m, d in dims.items()})
         self.predictors = nn.ModuleDict({m: NoisePredictor(d, predictor_hidden) for m, d in dims.items()})
@@ -152,6 +155,9 @@ class UDML(Method):
         for name, (value, valid) in choices.items():
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
+        validate.several_modalities("UDML", model.modalities, "it weights modalities against each other")
+        validate.number("UDML noise_epoch", noise_epoch, 0, integer=True)
+        validate.number("UDML weight_epoch", weight_epoch, 0, integer=True)
         if not 0 <= noise_epoch <= weight_epoch:
             raise ValueError(f"need 0 <= noise_epoch <= weight_epoch, got {noise_epoch} and {weight_epoch}")
         if not 0 <= momentum < 1:
@@ -163,6 +169,10 @@ class UDML(Method):
         return 1 if epoch < self.noise_epoch else 2 if epoch < self.weight_epoch else 3
 
     def fit_begin(self, ctx) -> None:
+        if max(self.noise_epoch, self.weight_epoch) >= ctx.cfg.epochs:
+            raise ValueError(f"UDML's stages start at noise_epoch={self.noise_epoch} and weight_epoch="
+                             f"{self.weight_epoch}, but training has only {ctx.cfg.epochs} epochs: a stage would "
+                             "never run; lower them below epochs (0 and 0: one-stage training)")
         if self.noise is None:
             self.noise = default_noise(ctx.splits)
 
@@ -233,8 +243,7 @@ class UDML(Method):
     def _update_dependency(self, h: dict[str, Tensor], ctx) -> None:
         """Refresh the dependency buffer from this batch's fusion inputs (EMA or overwrite)."""
         d = modality_dependency(self.model.fusion, {m: h[m].detach() for m in self.modalities}, self.dependency_form)
-        if ctx is not None and ctx.world_size > 1:
-            d = ctx.fabric.all_reduce(d, reduce_op="mean")
+        d = ctx.all_reduce(d, "mean")
         keep = torch.where(self.dependency_ready, self.dependency_momentum, 0.0)
         self.dependency.copy_(keep * self.dependency + (1 - keep) * d)
         self.dependency_ready.fill_(True)

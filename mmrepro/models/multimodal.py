@@ -26,10 +26,14 @@ class Output:
 class MultimodalModel(nn.Module):
     """``encoders[m](batch[m]) -> features[m] -> fusion``; modalities missing from the batch are absent."""
 
-    def __init__(self, encoders: Mapping[str, nn.Module], fusion: nn.Module):
+    def __init__(self, encoders: Mapping[str, nn.Module], fusion: nn.Module,
+                 input_spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]] | None = None,
+                 num_classes: int | None = None):
         super().__init__()
         self.encoders = nn.ModuleDict(dict(encoders))
         self.fusion = fusion
+        #: per-modality (example shape, dtype) and class count the model was built for (None: unchecked)
+        self.input_spec, self.num_classes = dict(input_spec) if input_spec else None, num_classes
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -67,9 +71,14 @@ def build_model(
     """A model for ``splits``: ``encoder="auto"`` picks a CNN for (C, H, W) inputs, an MLP for vectors."""
     shapes = splits.input_shapes()
     kinds = encoder if isinstance(encoder, Mapping) else {m: encoder for m in shapes}
+    unknown = sorted(set(kinds) - set(shapes))
+    if unknown:
+        raise ValueError(f"encoder names modalities {unknown} the splits do not have; modalities: {list(shapes)}")
     encoders = {}
     for m, shape in shapes.items():
         kind = kinds.get(m, "auto")
         kind = ("cnn" if len(shape) == 3 else "mlp") if kind == "auto" else kind
         encoders[m] = make_encoder(kind, shape, **encoder_kwargs)
-    return MultimodalModel(encoders, make_fusion(fusion, feature_dims(encoders), splits.num_classes))
+    spec = {m: (shape, splits.train.tensors[m].dtype) for m, shape in shapes.items()}
+    return MultimodalModel(encoders, make_fusion(fusion, feature_dims(encoders), splits.num_classes), spec,
+                           splits.num_classes)
