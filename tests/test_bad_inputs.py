@@ -69,9 +69,14 @@ def test_a_non_finite_loss_stops_training_naming_method_epoch_and_step(data, tmp
     assert saved["epoch"] == 0, "the NaN epoch was not checkpointed"
 
 
-def test_ogm_ge_alpha_nan_stops_training_at_the_first_epoch_end(data):
-    with pytest.raises(FloatingPointError, match="OGMGE: the training loss became non-finite .* at epoch 0"):
-        fit(OGMGE(build_model(data), alpha=float("nan")), data, CFG)
+def test_ogm_ge_alpha_nan_is_refused_before_training(data):
+    with pytest.raises(ValueError, match=r"OGM-GE alpha must lie in \[0, inf\], got nan"):
+        OGMGE(build_model(data), alpha=float("nan"))
+
+
+def test_a_non_finite_loss_stops_training_at_the_first_epoch_end(data):
+    with pytest.raises(FloatingPointError, match="Joint: the training loss became non-finite .* at epoch 0"):
+        fit(Joint(build_model(data)), data, CFG, lr=1e30)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -121,7 +126,7 @@ def test_udml_stages_beyond_the_last_epoch_fail_before_training(data):
 
 def test_a_chapter_recipe_with_a_bad_setting_fails_before_any_training(data):
     recipes = {"joint": lambda: build("joint", data), "ogm_ge": lambda: build("ogm_ge", data, alpha=-1.0)}
-    with pytest.raises(ParameterError, match="recipe 'ogm_ge' cannot be built: OGM-GE alpha must be >= 0, got -1.0"):
+    with pytest.raises(ParameterError, match=r"recipe 'ogm_ge' cannot be built: OGM-GE alpha must lie in \[0, inf\], got -1.0"):
         build_each(recipes)
 
 

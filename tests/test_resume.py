@@ -28,7 +28,7 @@ from mmrepro.train import TrainConfig, fit, seed_everything
 CFG = TrainConfig(epochs=4, batch_size=16, lr=1e-2, device="cpu", seed=3, progress=False)
 #: small settings so that every schedule (UDML's stages, TMC's annealing) moves within 4 epochs
 _STAGES = {"noise_epoch": 1, "weight_epoch": 2, "predictor_hidden": 8}
-KWARGS = {"udml": _STAGES, "eau": _STAGES, "iibalance": {"budget_epochs": 1},
+KWARGS = {"udml": _STAGES, "eau": {"noise_epoch": 1, "weight_epoch": 2}, "iibalance": {"budget_epochs": 1},
           "tmc": {"annealing_epochs": 2}, "ogm_ge": {"alpha": 0.5}}
 
 
