@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,10 +11,13 @@ from mmrepro.methods import (
     OGMGE, REGISTRY, Joint, LateFusionTraining, Method, ogm_coefficients, task_loss, true_class_scores,
 )
 from mmrepro.models import LateFusion, build_model
+from mmrepro.train import Context
 
 
-def _ctx(epoch: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(world_size=1, epoch=epoch, fabric=None)
+def _ctx(epoch: int = 0) -> Context:
+    context = Context.local(None)
+    context.epoch = epoch
+    return context
 
 
 def _batch(splits, n: int = 48):

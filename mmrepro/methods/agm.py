@@ -117,8 +117,7 @@ class AGM(Method):
         shares = out.unimodal_logits
         with torch.no_grad():
             scores = agm_scores(shares, batch[LABEL])
-            if ctx.world_size > 1:  # every process must modulate identically
-                scores = ctx.fabric.all_reduce(scores, reduce_op="mean")
+            scores = ctx.all_reduce(scores, "mean")  # every process must modulate identically
             coeff = agm_coefficients(scores, self.running_score, self.alpha)
             if not self.modulation_starts <= ctx.epoch <= self.modulation_ends:
                 coeff = torch.ones_like(coeff)

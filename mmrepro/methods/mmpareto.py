@@ -78,9 +78,8 @@ class MMPareto(Method):
         for m, loss_m in losses.items():
             g_mm, start = g_mm_all[start:start + len(params[m])], start + len(params[m])
             g_m = _grads(loss_m, params[m])
-            if ctx.world_size > 1:  # every process must combine the same (global) gradients
-                g_mm = [ctx.fabric.all_reduce(g, reduce_op="mean") for g in g_mm]
-                g_m = [ctx.fabric.all_reduce(g, reduce_op="mean") for g in g_m]
+            g_mm = [ctx.all_reduce(g, "mean") for g in g_mm]  # every process combines the global gradients
+            g_m = [ctx.all_reduce(g, "mean") for g in g_m]
             a, conflict = pareto_weight(_flat(g_mm), _flat(g_m))
             self._grads[m] = [pareto_tensor_gradient(gm, gu, a, self.gamma) if self.rescale else a * gm + (1 - a) * gu
                               for gm, gu in zip(g_mm, g_m)]

@@ -69,8 +69,7 @@ class OGMGE(Joint):
         step = super().training_step(batch, ctx)
         with torch.no_grad():
             scores = true_class_scores(step.output.unimodal_logits, batch[LABEL])
-            if ctx.world_size > 1:  # every process must modulate identically
-                scores = {m: ctx.fabric.all_reduce(s, reduce_op="sum") for m, s in scores.items()}
+            scores = {m: ctx.all_reduce(s, "sum") for m, s in scores.items()}  # every process modulates alike
             self._coeffs = ogm_coefficients(scores, self.alpha, self.form)
         step.logs.update({f"coeff_{m}": c for m, c in self._coeffs.items()})
         return step

@@ -110,8 +110,7 @@ class PMR(Joint):
         pce = torch.stack([F.cross_entropy(lg, y) for lg in logits])
         with torch.no_grad():
             scores = torch.stack([lg.softmax(-1).gather(1, y.view(-1, 1)).sum() for lg in logits])
-            if ctx.world_size > 1:
-                scores = ctx.fabric.all_reduce(scores, reduce_op="sum")
+            scores = ctx.all_reduce(scores, "sum")
             coef = pce_weights(scores, self.alpha, self.scaled)
             coef = coef * float(self.modulation_starts <= ctx.epoch <= self.modulation_ends)
         loss = loss + (coef * pce).sum()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 
+from mmrepro.train import Context
 
-def ctx(epoch: int = 0, splits=None, seed: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(world_size=1, epoch=epoch, fabric=None, splits=splits, device=torch.device("cpu"),
-                           cfg=SimpleNamespace(seed=seed))
+
+def ctx(epoch: int = 0, splits=None, seed: int = 0) -> Context:
+    """A one-process hook context at ``epoch`` (the real one: its all_reduce is a no-op)."""
+    context = Context.local(splits, seed=seed)
+    context.epoch = epoch
+    return context
 
 
 def batch(splits, n: int = 48):
