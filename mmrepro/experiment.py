@@ -130,6 +130,10 @@ class RunSpec:
         measures = tuple(m if isinstance(m, str) else (m[0], dict(m[1])) for m in data.get("measures", ()))
         return cls(**{**data, "measures": measures})
 
+    def build_method(self, splits: Splits) -> Method:
+        """The spec's method with a fresh model for ``splits`` (seed first for reproducible weights)."""
+        return methods.build(self.method, splits, **self.build, **self.method_kwargs)
+
     def code_roots(self) -> list[str]:
         """Modules of the monitor and measures named by path: their code is part of the run's key."""
         names = [self.monitor] if self.monitor else []
@@ -142,6 +146,20 @@ class RunSpec:
         if self.subsample is not None:
             splits = splits.subsample_train(self.subsample, seed=0)
         return splits
+
+
+def check_buildable(specs: Sequence[RunSpec]) -> None:
+    """Build every distinct method of ``specs`` once, so a bad setting fails before any training."""
+    seen: set[str] = set()
+    for spec in specs:
+        ident = repr((spec.data, spec.method, spec.build, spec.method_kwargs))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        try:
+            spec.build_method(spec.splits())
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"arm {spec.arm!r} cannot be built: {err}") from err
 
 
 def _items(p: evaluate.Predictions, task: str) -> tuple[dict[str, float], dict[str, list]]:
@@ -162,7 +180,7 @@ def execute(spec: RunSpec, device: str = "auto") -> dict[str, Any]:
     splits = spec.splits()
     run_splits = splits.select([spec.build["modality"]]) if spec.method == "unimodal" else splits
     seed_everything(spec.seed)
-    method = methods.build(spec.method, splits, **spec.build, **spec.method_kwargs)
+    method = spec.build_method(splits)
     monitor = resolve(spec.monitor, MONITORS) if spec.monitor else None
     result = fit(method, run_splits, TrainConfig(**spec.train), monitor=monitor, seed=spec.seed, device=device)
     predictions = evaluate.predict(method, run_splits.test, batch_size=result.config["eval_batch_size"])

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from . import methods
-from .experiment import RunSpec, execute
+from .experiment import RunSpec, check_buildable, execute
 from .results import provenance, write_json
 
 PACKAGE = Path(__file__).resolve().parent
@@ -195,6 +195,7 @@ def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", proce
     missing = [i for i in range(len(specs)) if i not in records]
     if shard is not None:  # by the spec's position, so every process agrees on who trains what
         missing = [i for i in missing if i % shard[1] == shard[0]]
+    check_buildable([specs[i] for i in missing])
     computed = _train(specs, missing, device, processes, threads, paths if save else None)
     records.update(computed)
     loaded = len(records) - len(computed)

@@ -60,9 +60,9 @@ def test_rerun_recomputes_and_stale_files_are_reported(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_grid_keeps_the_runs_that_finished(tmp_path):
-    bad = RunSpec(arm="bad", method="joint", seed=0, data={"name": "synthetic", "levels": [1.0, -1.0]}, train=TRAIN)
-    with pytest.raises(ValueError, match="level"):
-        records.run_grid("toy", [spec(), bad], root=tmp_path, processes=1)
+    diverges = spec(arm="diverges", lr=1e30)  # fails mid-training, after the first run has finished
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        records.run_grid("toy", [spec(), diverges], root=tmp_path, processes=1)
     assert len(list((tmp_path / "toy").glob("*.json"))) == 1
 
 
@@ -140,3 +140,11 @@ def test_measures_named_by_path_run_and_their_code_is_in_the_key(tmp_path, monke
     assert RunSpec.from_dict(record["spec"]) == measured
     with pytest.raises(ValueError, match="cannot import"):
         RunSpec(arm="a", method="joint", seed=0, data={"name": "synthetic"}, train=TRAIN, measures=("nope:f",))
+
+
+def test_a_bad_method_setting_fails_before_any_run_trains(tmp_path):
+    bad = RunSpec(arm="ogm", method="ogm_ge", seed=0, data={"name": "synthetic", "sizes": [200, 60, 60]},
+                  train=TRAIN, method_kwargs={"alpha": -1.0})
+    with pytest.raises(ValueError, match="arm 'ogm' cannot be built: OGM-GE alpha"):
+        records.run_grid("toy", [spec(), bad], root=tmp_path, processes=1)
+    assert not (tmp_path / "toy").exists()
