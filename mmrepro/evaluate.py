@@ -15,9 +15,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_f1_score
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
 from sklearn.preprocessing import StandardScaler
+from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_f1_score
 
 from .data.core import LABEL, DictDataset, Splits, Transform, iterate
 from .data.corruptions import compose, make_corruption
@@ -84,6 +85,33 @@ def metrics(p: Predictions, task: str = "classification") -> dict[str, float]:
     }
     out.update({f"accuracy_{m}": accuracy(lg, p.labels) for m, lg in p.unimodal_logits.items()})
     return out
+
+
+def _multiclass_acc(preds: np.ndarray, truths: np.ndarray) -> float:
+    return float(np.sum(np.round(preds) == np.round(truths)) / float(len(truths)))
+
+
+def sentiment_metrics(preds: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """MAE, Corr, Acc-7, Acc-5, Acc-2 / F1 (has-0 and non-0), as MulT's and MMIM's ``eval_mosei_senti``.
+
+    Sentiment regression in [-3, 3]: "has-0" is ``>= 0`` vs ``< 0`` over every example,
+    "non-0" is ``> 0`` vs ``< 0`` with zero labels dropped.
+    """
+    p = np.asarray(preds, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"{p.shape[0]} predictions for {y.shape[0]} labels")
+    non_zero = y != 0
+    return {
+        "mae": float(np.mean(np.abs(p - y))),
+        "corr": float(np.corrcoef(p, y)[0][1]),
+        "acc7": _multiclass_acc(np.clip(p, -3.0, 3.0), np.clip(y, -3.0, 3.0)),
+        "acc5": _multiclass_acc(np.clip(p, -2.0, 2.0), np.clip(y, -2.0, 2.0)),
+        "acc2_has0": float(accuracy_score(y >= 0, p >= 0)),
+        "f1_has0": float(f1_score(y >= 0, p >= 0, average="weighted")),
+        "acc2_non0": float(accuracy_score(y[non_zero] > 0, p[non_zero] > 0)),
+        "f1_non0": float(f1_score(y[non_zero] > 0, p[non_zero] > 0, average="weighted")),
+    }
 
 
 def evaluate(method: torch.nn.Module, dataset: DictDataset, task: str = "classification", **kwargs) -> dict[str, float]:

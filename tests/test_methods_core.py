@@ -20,7 +20,7 @@ def _ctx(epoch: int = 0) -> SimpleNamespace:
 
 
 def _batch(splits, n: int = 48):
-    return splits.train.__getitems__(range(n))
+    return splits.train.batch(range(n))
 
 
 def _grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:

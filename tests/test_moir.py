@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmrepro.data.core import DictDataset, Splits
-from mmrepro.data.shortcut import EOS, MASK, PAD, TokenMask, TokenReplace, make_prompts
+from mmrepro.data.shortcut_prompts import EOS, MASK, PAD, TokenMask, TokenReplace, make_prompts
 from mmrepro.methods.moir import MoIR, MoIRRouter, effective_rank, informativeness
 from mmrepro.models.token_model import build_token_model
 
@@ -187,7 +187,7 @@ def test_method_fits_the_core_hooks(routing):
     splits = toy_splits()
     model = build_token_model(splits, dim=16, router=MoIRRouter(16) if routing else None)
     method = MoIR(model, modality_dropout=0.5)
-    batch = splits.train.__getitems__(range(8))
+    batch = splits.train.batch(range(8))
     step = method.training_step(batch, None)
     step.loss.backward()
     out = method.predict(batch)
@@ -217,7 +217,7 @@ def test_frame_stream_and_bad_stream_kind():
 
 
 def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
-    from mmrepro.data import shortcut
+    from mmrepro.data import shortcut_prompts as shortcut
 
     g = torch.Generator().manual_seed(0)
     n = 200
@@ -225,7 +225,7 @@ def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
                       "label": torch.arange(n) % 10}, ("audio", "image"))
     monkeypatch.setattr(shortcut, "load_av_digits", lambda **kw: Splits("av_digits", ds, ds, ds, 10))
     splits = shortcut.load_shortcut(shortcut_rate=1.0, task="add", repeats=2)
-    text, label, digit = (splits.train.tensors[k] for k in ("text", "label", "digit"))
+    text, label, digit = (splits.train.tensors[k] for k in ("text", "label", "_digit"))
     assert len(splits.train) == 2 * n and splits.modalities == ("image", "text")
     assert torch.equal(label, (digit + text[:, 2] - shortcut.OPERANDS) % 10)
     assert torch.equal(text[:, 4] - shortcut.HINTS, label)

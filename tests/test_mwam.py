@@ -31,7 +31,7 @@ def _step(method, splits):
     """One manual training step (forward, backward, after_backward) with a minimal context."""
     class Ctx:
         world_size, optimizer = 1, None
-    batch = splits.train.__getitems__(range(16))
+    batch = splits.train.batch(range(16))
     method.zero_grad()
     out = method.training_step(batch, Ctx())
     out.loss.backward()
@@ -177,7 +177,7 @@ def test_lr_scale_keeps_scheduler_factor():
 
     class Ctx:
         world_size, optimizer = 1, opt
-    batch = splits.train.__getitems__(range(16))
+    batch = splits.train.batch(range(16))
     method.training_step(batch, Ctx())
     k = method._k
     assert abs(opt.param_groups[1]["lr"] - 0.1 * float(k[0])) < 1e-9
@@ -192,7 +192,7 @@ def test_modality_dropout_host_masks_samples():
     splits = _splits()
     host = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), modality_dropout=True)
     torch.manual_seed(0)
-    mask = host.presence(splits.train.__getitems__(range(48)))
+    mask = host.presence(splits.train.batch(range(48)))
     assert mask.shape == (48, 2) and torch.all(mask.sum(1) >= 1)
     assert {tuple(r) for r in mask.tolist()} == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
     with pytest.raises(ValueError, match="fusion='late'"):

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from mmrepro.data import make_synthetic
-from mmrepro.data.graded_noise import GradedNoise
+from mmrepro.data.corruptions import GradedNoise
 from mmrepro.methods import EAU, QMF, TMC, UDML, Joint, build
 from mmrepro.methods.noise_augmented import NoiseAugmented
 from mmrepro.methods.qmf import energy_confidence, rank_loss
@@ -70,7 +70,7 @@ def test_weights_sum_to_number_of_modalities(toy):
     assert (w.argmax(-1) == u.argmin(-1)).all()  # the least uncertain modality gets the largest weight
     method = _udml(toy).eval()
     method.dependency.copy_(torch.tensor([3.0, 0.5]))
-    out = method.predict(toy.test.__getitems__(range(8)))
+    out = method.predict(toy.test.batch(range(8)))
     assert torch.allclose(out.weights["m0"] + out.weights["m1"], torch.full((8,), 2.0))
 
 
@@ -89,7 +89,7 @@ def test_schedule_switches_at_the_right_epochs(toy):
     calls = []
     real = method.noise
     method.noise = lambda batch: calls.append(1) or real(batch)
-    batch = toy.train.__getitems__(range(16))
+    batch = toy.train.batch(range(16))
     method.train()
     for epoch, expect_noise in ((49, 0), (50, 1)):
         out = method.training_step(batch, _ctx(epoch))
@@ -116,7 +116,7 @@ def test_predictor_learns_levels_that_rank_correctly():
 def test_estimator_gradient_stops_at_the_variance(toy):
     method = _udml(toy)
     method.train()
-    parts = method.forward_parts(toy.train.__getitems__(range(16)))
+    parts = method.forward_parts(toy.train.batch(range(16)))
     parts.intensity["m0"].sum().backward()
     assert all(p.grad is None for p in method.heads.parameters())
     assert all(p.grad is None for p in method.model.encoders.parameters())
@@ -132,20 +132,20 @@ def test_kl_is_zero_at_the_prior_and_prior_scales_with_level():
 def test_inference_is_deterministic_and_dependency_is_saved(toy):
     method = _udml(toy, noise_epoch=0, weight_epoch=0)
     method.train()
-    method.training_step(toy.train.__getitems__(range(32)), _ctx(0))
+    method.training_step(toy.train.batch(range(32)), _ctx(0))
     assert method.dependency_ready and not torch.equal(method.dependency, torch.ones(2))
     state = method.state_dict()
     assert "dependency" in state
     clone = _udml(toy)
     clone.load_state_dict(state)
     clone.eval()
-    batch = toy.test.__getitems__(range(8))
+    batch = toy.test.batch(range(8))
     assert torch.equal(clone.predict(batch).logits, clone.predict(batch).logits)
     assert torch.equal(clone.dependency, method.dependency)
 
 
 def test_scaling_and_ablation_flags(toy):
-    batch = toy.test.__getitems__(range(8))
+    batch = toy.test.batch(range(8))
     direct = _udml(toy, scaling="direct", uncertainty=None, dependency=False).eval()
     parts = direct.forward_parts(batch)
     assert torch.allclose(parts.fused_input["m0"], direct.heads["m0"](direct.model.encode(batch)["m0"])[0])  # w = 1
@@ -191,7 +191,7 @@ def test_qmf_tmc_and_noise_augmented_train(toy):
     for name in ("qmf", "tmc"):
         torch.manual_seed(0)
         method = build(name, toy)
-        out = method.training_step(toy.train.__getitems__(range(16)), _ctx(1))
+        out = method.training_step(toy.train.batch(range(16)), _ctx(1))
         out.loss.backward()
         assert torch.isfinite(out.loss) and out.output.weights is not None
     assert isinstance(build("tmc", toy), TMC)
@@ -199,7 +199,7 @@ def test_qmf_tmc_and_noise_augmented_train(toy):
     wrapped = NoiseAugmented(joint, noise, start_epoch=2)
     seen = []
     joint.training_step = lambda batch, ctx: seen.append(batch["m0"].clone()) or Joint.training_step(joint, batch, ctx)
-    batch = toy.train.__getitems__(range(16))
+    batch = toy.train.batch(range(16))
     wrapped.training_step(batch, _ctx(1))
     wrapped.training_step(batch, _ctx(2))
     assert torch.equal(seen[0], batch["m0"]) and not torch.equal(seen[1], batch["m0"])

@@ -35,7 +35,7 @@ from sklearn.feature_selection import mutual_info_regression
 from sklearn.metrics import mutual_info_score
 from torch import Tensor, nn
 
-from ..data.btw_data import UID
+from ..data.core import UID
 from ..data.core import LABEL, Batch, DictDataset, Splits, iterate
 from ..models.moe import MoEFusion, load_balance_loss
 from ..models.multimodal import MultimodalModel, Output, build_model
@@ -154,7 +154,7 @@ class BTW(Method):
         parts = [ctx.splits.train, ctx.splits.val, ctx.splits.test]
         if any(UID not in d.tensors for d in parts):
             raise KeyError(f"BTW keeps per-example weights by the '{UID}' key; wrap the splits with "
-                           "mmrepro.data.btw_data.with_uids(splits)")
+                           "splits.with_uids()")
         if self.unimodal is None:
             self.unimodal = nn.ModuleDict(train_unimodal(ctx.splits, self.unimodal_cfg or ctx.cfg))
         self.unimodal.requires_grad_(False).eval()

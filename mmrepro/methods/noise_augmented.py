@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..data.core import Batch
-from ..data.graded_noise import GradedNoise
+from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.core import LABEL, Batch
-from ..data.graded_noise import GradedNoise
+from ..data.corruptions import GradedNoise
 from ..models.fusion import ConcatFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
