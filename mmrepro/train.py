@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import torch
@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from . import evaluate
 from .data.core import Splits, train_loader
-from .methods.base import Method
+
+if TYPE_CHECKING:  # methods import the training loop (sub-models), not the other way round
+    from .methods.base import Method
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -132,7 +134,7 @@ def _validation_score(metrics: dict[str, float], task: str) -> float:
     return metrics["accuracy"] if task == "classification" else -metrics["mse"]
 
 
-Monitor = Callable[[Method, "Context"], dict[str, float]]
+Monitor = Callable[["Method", "Context"], dict[str, float]]
 
 
 def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor: Monitor | None = None,

@@ -141,7 +141,7 @@ def test_btw_rejects_a_non_moe_model_and_unknown_weighting():
     from mmrepro.models import build_model
 
     splits = make_synthetic(sizes=(8, 4, 4)).with_uids()
-    with pytest.raises(TypeError, match="MoEFusion"):
+    with pytest.raises(ValueError, match="BTW supports fusion moe; the model's is 'concat'"):
         BTW(build_model(splits))
     with pytest.raises(ValueError, match="weighting"):
         BTW(build_moe_model(splits), weighting="global")

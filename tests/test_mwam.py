@@ -195,7 +195,7 @@ def test_modality_dropout_host_masks_samples():
     mask = host.presence(splits.train.batch(range(48)))
     assert mask.shape == (48, 2) and torch.all(mask.sum(1) >= 1)
     assert {tuple(r) for r in mask.tolist()} == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
-    with pytest.raises(ValueError, match="fusion='late'"):
+    with pytest.raises(ValueError, match="supports fusion late; the model's is 'concat'"):
         MissingModalityHost(build_model(splits, "cnn", "concat", widths=(4, 8)))
 
 

@@ -1,66 +1,65 @@
 """One module per method, all on the hook interface of ``base.Method``.
 
-``build(name, splits)`` makes a method with its model for a dataset; to use a
-method in your own code, import its class and wrap your ``MultimodalModel``.
+``build(name, splits)`` makes a method with its model for a dataset (each class's
+``fusions[0]`` is its default fusion head); to use a method in your own code,
+import its class and wrap your model.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..data.core import Splits
-from ..models.multimodal import build_model
-from .base import Joint, LateFusionTraining, Method, StepOut, task_loss
+from .base import (Joint, LateFusionTraining, Method, StepOut, fit_submodel, fusion_name, task_loss,
+                   unimodal)
+from .btw import BTW
 from .eau import EAU
 from .gblending import GBlending
 from .iibalance import IIBalance
 from .mmpareto import MMPareto
+from .moir import MoIR
 from .mwam import MWAM, MissingModalityHost
+from .noise_augmented import NoiseAugmented
 from .ogm_ge import OGMGE, ogm_coefficients, true_class_scores
 from .pmr import PMR
 from .qmf import QMF
 from .tmc import TMC
 from .udml import UDML
 
-#: name -> (class, default fusion head)
-REGISTRY: dict[str, tuple[Callable[..., Method], str]] = {
-    "joint": (Joint, "concat"),
-    "late": (LateFusionTraining, "late"),
-    "ogm_ge": (OGMGE, "concat"),
-    "udml": (UDML, "concat"),
-    "eau": (EAU, "concat"),
-    "qmf": (QMF, "late"),
-    "tmc": (TMC, "late"),
-    "iibalance": (IIBalance, "sum"),
-    "pmr": (PMR, "sum"),
-    "mmpareto": (MMPareto, "sum"),
-    "gblending": (GBlending, "sum"),
-    "mwam_host": (MissingModalityHost, "late"),
-    "mwam": (MWAM, "late"),
+#: name -> method class (``EAU`` is a factory function over ``UDML``, so it is imported, not registered)
+REGISTRY: dict[str, type[Method]] = {
+    "joint": Joint,
+    "late": LateFusionTraining,
+    "ogm_ge": OGMGE,
+    "udml": UDML,
+    "qmf": QMF,
+    "tmc": TMC,
+    "iibalance": IIBalance,
+    "pmr": PMR,
+    "mmpareto": MMPareto,
+    "gblending": GBlending,
+    "mwam_host": MissingModalityHost,
+    "mwam": MWAM,
+    "btw": BTW,
+    "moir": MoIR,
+    "noise_augmented": NoiseAugmented,
 }
-# BTW (a mixture of experts) and MoIR (a token-level model) bring their own models:
-# import them from mmrepro.methods.btw and mmrepro.methods.moir.
 
 
 def build(name: str, splits: Splits, encoder: str = "auto", fusion: str | None = None,
           modality: str | None = None, encoder_kwargs: dict | None = None, **kwargs) -> Method:
-    """A method by name with a fresh model for ``splits``.
+    """A method by name with a fresh model for ``splits`` (``kwargs`` go to its constructor).
 
-    ``"unimodal"`` is joint training on one ``modality`` alone.
+    ``"unimodal"`` is joint training on one ``modality`` alone (train it on ``splits.select([modality])``).
     """
     if name == "unimodal":
-        if modality not in splits.modalities:
-            raise ValueError(f"unimodal needs modality= one of {list(splits.modalities)}, got {modality!r}")
-        splits, name = splits.select([modality]), "joint"
-    elif modality is not None:
+        return unimodal(splits, modality, encoder, **(encoder_kwargs or {}))
+    if modality is not None:
         raise ValueError(f"modality= is only for 'unimodal', not {name!r}")
     if name not in REGISTRY:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(['unimodal', *REGISTRY])}")
-    cls, default_fusion = REGISTRY[name]
-    model = build_model(splits, encoder, fusion or default_fusion, **(encoder_kwargs or {}))
-    return cls(model, task=splits.task, **kwargs)
+    return REGISTRY[name].for_splits(splits, encoder, fusion, encoder_kwargs, **kwargs)
 
 
-__all__ = ["EAU", "GBlending", "IIBalance", "Joint", "LateFusionTraining", "MMPareto", "MWAM", "Method",
-           "MissingModalityHost", "OGMGE", "PMR", "QMF", "REGISTRY", "StepOut", "TMC", "UDML", "build",
-           "ogm_coefficients", "task_loss", "true_class_scores"]
+__all__ = ["BTW", "EAU", "GBlending", "IIBalance", "Joint", "LateFusionTraining", "MMPareto", "MWAM", "Method",
+           "MissingModalityHost", "MoIR", "NoiseAugmented", "OGMGE", "PMR", "QMF", "REGISTRY", "StepOut", "TMC",
+           "UDML", "build", "fit_submodel", "fusion_name", "ogm_coefficients", "task_loss", "true_class_scores",
+           "unimodal"]

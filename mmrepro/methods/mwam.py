@@ -32,7 +32,6 @@ from torch import Tensor
 
 from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import accuracy, predict
-from ..models.fusion import LateFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -198,13 +197,12 @@ class MissingModalityHost(Method):
     fused mean and their auxiliary loss for that sample.
     """
 
+    fusions = ("late",)  # the mean of per-modality heads
+    tasks = ("classification",)
+
     def __init__(self, model: MultimodalModel, modality_dropout: bool = False, aux_weight: float = 1.0,
                  task: str = "classification"):
         super().__init__(model, task)
-        if not isinstance(model.fusion, LateFusion):
-            raise ValueError(f"the MWAM host needs fusion='late' (mean of per-modality heads), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"the MWAM host supports classification only, got task {task!r}")
         if aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight

@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from ..data.core import LABEL, Batch
 from ..data.corruptions import GradedNoise
-from ..models.fusion import ConcatFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -118,6 +117,9 @@ class UDML(Method):
     (both 0: one-stage training).  ``noise=None`` builds a default ``GradedNoise`` at ``fit_begin``.
     """
 
+    fusions = ("concat",)
+    tasks = ("classification",)
+
     def __init__(self, model: MultimodalModel, noise: GradedNoise | None = None,
                  uncertainty: Uncertainty | None = "predicted", dependency: DependencyForm | None = "paper",
                  scaling: Scaling = "residual", gamma: float = 4.0, beta: float = 1e-5, noise_weight: float = 0.1,
@@ -126,8 +128,7 @@ class UDML(Method):
                  task: str = "classification"):
         super().__init__(model, task)
         uncertainty, dependency = uncertainty or None, dependency or None  # False switches a component off too
-        self._check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch,
-                    dependency_momentum, task)
+        self._check(uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch, dependency_momentum)
         dims = {m: int(d) for m, d in model.fusion.dims.items()}
         self.heads = nn.ModuleDict({m: ProbabilisticHead(d) for m, d in dims.items()})
         self.predictors = nn.ModuleDict({m: NoisePredictor(d, predictor_hidden) for m, d in dims.items()})
@@ -140,11 +141,7 @@ class UDML(Method):
         self.register_buffer("dependency_ready", torch.tensor(False))  # False until the first batch sets it
 
     @staticmethod
-    def _check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch, momentum, task):
-        if not isinstance(model.fusion, ConcatFusion):
-            raise ValueError(f"UDML needs concat fusion (one linear head on the concatenation), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"UDML is a classification method, got task {task!r}")
+    def _check(uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch, momentum):
         choices = {"uncertainty": (uncertainty, ("predicted", "variance", None)),
                    "dependency": (dependency, ("paper", "code", None)),
                    "scaling": (scaling, ("residual", "direct")),
