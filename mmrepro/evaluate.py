@@ -119,6 +119,39 @@ def evaluate(method: torch.nn.Module, dataset: DictDataset, task: str = "classif
     return metrics(predict(method, dataset, **kwargs), task)
 
 
+def modality_subsets(modalities: Sequence) -> list[tuple]:
+    """Every non-empty subset, singletons first, the full set last."""
+    return [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
+
+
+def _subset_values(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[tuple, float]:
+    """Accuracy with only each non-empty subset of ``modalities`` present (the others dropped from the batch)."""
+    out = {}
+    for subset in modality_subsets(modalities):
+        p = predict(method, dataset, drop=[m for m in modalities if m not in subset])
+        out[subset] = accuracy(p.logits, p.labels)
+    return out
+
+
+def subset_accuracies(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
+    """Accuracy with only each non-empty subset present, keyed "a+b" (the missing-modality table)."""
+    return {"+".join(s): v for s, v in _subset_values(method, dataset, modalities).items()}
+
+
+def collapse_rate(accuracies: dict[str, float], modalities: Sequence[str]) -> float:
+    """Performance Collapse Rate (%): mean over incomplete subsets of ``(A_full - A_S) / A_full``.
+
+    ``accuracies`` is keyed by subsets joined with "+" (``{"a+b": ..., "a": ...}``), the full set included.
+    """
+    full = accuracies["+".join(modalities)]
+    if full <= 0:
+        raise ValueError(f"PCR is undefined when the full-modality accuracy is {full}")
+    partial = [a for s, a in accuracies.items() if s != "+".join(modalities)]
+    if not partial:
+        raise ValueError("PCR needs at least two modalities")
+    return 100.0 * sum((full - a) / full for a in partial) / len(partial)
+
+
 def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
     """Exact Shapley value of each modality for accuracy over modality subsets.
 
@@ -127,12 +160,7 @@ def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[
     model with no input can do.  The values sum to ``v(all) - v(empty)``.
     """
     labels = dataset.tensors[LABEL]
-    value = {(): torch.bincount(labels).max().item() / len(labels)}
-    for r in range(1, len(modalities) + 1):
-        for subset in itertools.combinations(modalities, r):
-            dropped = [m for m in modalities if m not in subset]
-            p = predict(method, dataset, drop=dropped)
-            value[subset] = accuracy(p.logits, p.labels)
+    value = {(): torch.bincount(labels).max().item() / len(labels), **_subset_values(method, dataset, modalities)}
     n = len(modalities)
     phi = {}
     for m in modalities:
@@ -145,6 +173,14 @@ def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[
         phi[m] = total
     return phi
 
+
+
+def shapley_monitor(method: torch.nn.Module, ctx) -> dict[str, float]:
+    """A ``fit`` monitor: each modality's Shapley value for validation accuracy, as ``shapley_<m>`` every epoch
+    (nothing for a one-modality model)."""
+    if len(method.modalities) < 2:
+        return {}
+    return {f"shapley_{m}": v for m, v in shapley(method, ctx.splits.val, method.modalities).items()}
 
 def robustness_sweep(method: torch.nn.Module, splits: Splits, kind: str, levels: Iterable[float],
                      targets: Sequence[Sequence[str]] | None = None, split: str = "test") -> pd.DataFrame:

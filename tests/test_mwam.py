@@ -8,9 +8,9 @@ import scipy.fft
 import torch
 
 from mmrepro.data.core import LABEL, DictDataset, Splits
+from mmrepro.evaluate import collapse_rate
 from mmrepro.methods.mwam import (
-    MWAM, FRMBank, MissingModalityHost, block_dct, collapse_rate, dct_matrix, frequency_bands, frm,
-    relative_frm, weight_schedule,
+    MWAM, FRMBank, MissingModalityHost, block_dct, dct_matrix, frequency_bands, frm, relative_frm, weight_schedule,
 )
 from mmrepro.models import build_model
 from mmrepro.models.vit import TinyViT, build_vit_model
@@ -61,6 +61,7 @@ def test_mirror_pairs_low_corner_with_opposite_high_corner():
 
 
 def test_frm_is_invariant_to_batch_order_and_ranks_smooth_inputs_higher():
+    torch.manual_seed(0)  # the ratio of two noisy FRMs is heavy-tailed: fix the draw (it failed about 1 in 10)
     x = torch.rand(10, 1, 16, 16)
     perm = torch.randperm(10)
     assert torch.isclose(frm(x), frm(x[perm]))

@@ -22,7 +22,6 @@ MWAM is training-only: ``predict`` is the host's.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, Sequence
 
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.core import LABEL, Batch, DictDataset, iterate
-from ..evaluate import accuracy, predict
+from ..evaluate import modality_subsets
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -160,31 +159,6 @@ def weight_schedule(t: Tensor, alpha: float = 1.5, beta: float = 1.0, lam: float
 
 
 # ----------------------------------------------------------------------------- the paper's metrics
-
-def modality_subsets(modalities: Sequence) -> list[tuple]:
-    """Every non-empty subset, singletons first, the full set last."""
-    return [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
-
-
-def subset_accuracies(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
-    """Accuracy with only each subset present (the others dropped from the batch), keyed "a+b"."""
-    out = {}
-    for subset in modality_subsets(modalities):
-        p = predict(method, dataset, drop=[m for m in modalities if m not in subset])
-        out["+".join(subset)] = accuracy(p.logits, p.labels)
-    return out
-
-
-def collapse_rate(accuracies: dict[str, float], modalities: Sequence[str]) -> float:
-    """Performance Collapse Rate (%): mean over incomplete subsets of ``(A_full - A_S) / A_full``."""
-    full = accuracies["+".join(modalities)]
-    if full <= 0:
-        raise ValueError(f"PCR is undefined when the full-modality accuracy is {full}")
-    partial = [a for s, a in accuracies.items() if s != "+".join(modalities)]
-    if not partial:
-        raise ValueError("PCR needs at least two modalities")
-    return 100.0 * sum((full - a) / full for a in partial) / len(partial)
-
 
 # ----------------------------------------------------------------------------- host
 
