@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -65,22 +65,32 @@ def train_seeds(factory: Factory, splits: Splits, cfg: TrainConfig, seeds: Itera
     ``splits.subsample_train(n)`` (the same rows for every seed, so arms stay paired).
     ``measure(run)`` fills each run's ``measures``.
     """
+    return train_arms({None: factory}, splits, cfg, seeds, monitor, workers, subsample, measure)[None]
+
+
+def train_arms(arms: Mapping[Any, Factory], splits: Splits, cfg: TrainConfig, seeds: Iterable[int],
+               monitor: Monitor | None = None, workers: int = 1, subsample: int | None = None,
+               measure: Callable[[Trained], dict[str, Any]] | None = None) -> dict[Any, list[Trained]]:
+    """``train_seeds`` for several arms at once (one pool for every arm and seed): ``{arm: [Trained]}``."""
     seeds = list(seeds)
     data = splits if subsample is None else splits.subsample_train(subsample)
-    _JOBS[:] = [(factory, data, cfg, seed, monitor) for seed in seeds]
+    labels = [(arm, seed) for arm in arms for seed in seeds]
+    _JOBS[:] = [(arms[arm], data, cfg, seed, monitor) for arm, seed in labels]
     try:
-        if workers == 1 or len(seeds) == 1:
-            results = [_train_job(i) for i in range(len(seeds))]
+        if workers == 1 or len(labels) == 1:
+            results = [_train_job(i) for i in range(len(labels))]
         else:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                      initializer=_one_thread) as pool:
-                results = [(_rebuilt(factory, state), fit_result)
-                           for state, fit_result in pool.map(_forked_job, range(len(seeds)))]
+                results = [(_rebuilt(arms[arm], state), fit_result)
+                           for (arm, _), (state, fit_result) in zip(labels, pool.map(_forked_job, range(len(labels))))]
     finally:
         _JOBS.clear()
-    runs = [Trained(method, result, seed) for seed, (method, result) in zip(seeds, results)]
-    for run in runs:
+    runs: dict[Any, list[Trained]] = {arm: [] for arm in arms}
+    for (arm, seed), (method, result) in zip(labels, results):
+        run = Trained(method, result, seed)
         run.measures = measure(run) if measure is not None else {}
+        runs[arm].append(run)
     return runs
 
 
@@ -97,3 +107,19 @@ def mean_std(data: pd.DataFrame, by: str | Sequence[str], columns: Sequence[str]
     mean, std = grouped.mean() * scale, grouped.std(ddof=1).fillna(0.0) * scale
     text = mean.combine(std, lambda m, s: m.map(f"{{:.{digits}f}}".format) + " ± " + s.map(f"{{:.{digits}f}}".format))
     return text.mask(mean.isna(), "—")  # a column that does not apply to a group
+
+
+def paired_difference(frame: pd.DataFrame, column: str, arm: Any, base: Any, key: str = "arm",
+                      pair: str = "seed") -> pd.Series:
+    """Per-seed ``arm - base`` of one column (rows matched on ``pair``; unmatched seeds dropped)."""
+    a = frame[frame[key] == arm].set_index(pair)[column]
+    b = frame[frame[key] == base].set_index(pair)[column]
+    return (a - b).dropna()
+
+
+def format_pm(values: Sequence[float] | pd.Series, scale: float = 100.0, digits: int = 1, signed: bool = False,
+              unit: str = "") -> str:
+    """'mean ± spread' of values over seeds, e.g. ``+1.2 ± 0.8 pts`` (``signed`` shows the mean's sign)."""
+    series = pd.Series(values, dtype=float)
+    sign = "+" if signed else ""
+    return f"{scale * series.mean():{sign}.{digits}f} ± {scale * spread(series):.{digits}f}{unit}"

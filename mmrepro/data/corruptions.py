@@ -28,6 +28,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from .core import Batch, Splits, Transform
+from .shortcut_prompts import TokenMask, TokenReplace
 
 Range = tuple[float, float] | None
 
@@ -148,11 +149,17 @@ def compose(transforms: Sequence[Transform]) -> Transform:
     return run
 
 
-KINDS = ("gaussian", "blur", "occlusion", "salt_pepper", "missing")
+KINDS = ("gaussian", "blur", "occlusion", "salt_pepper", "missing", "token_mask", "token_replace")
 
 
-def make_corruption(kind: str, modality: str, level: float, valid_range: Range = None) -> Corruption:
-    """One corruption by name, with ``level`` its severity (std, sigma, side fraction, density, or unused)."""
+def make_corruption(kind: str, modality: str, level: float,
+                    valid_range: Range = None) -> Corruption | TokenMask | TokenReplace:
+    """One corruption by name, with ``level`` its severity (std, sigma, side fraction, density, token
+    rate, or unused); the token kinds corrupt prompt ids (``shortcut_prompts``) and ignore ``valid_range``."""
+    if kind == "token_mask":
+        return TokenMask(modality, level)
+    if kind == "token_replace":
+        return TokenReplace(modality, level)
     if kind == "gaussian":
         return GaussianNoise(modality, std=level, valid_range=valid_range)
     if kind == "blur":

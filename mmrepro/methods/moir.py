@@ -90,6 +90,22 @@ def informativeness(x: Tensor, mask: Tensor, level: Level = "channel", scoring: 
     return scores
 
 
+@torch.no_grad()
+def token_ranks(model: TokenModel, batch: Batch) -> dict[tuple[str, str], float]:
+    """Mean effective rank of each stream's and of the joint token matrix, before and after the router,
+    keyed ``("before" | "after", stream | "joint")``."""
+    model = model.eval()
+    raw = model.tokens(batch)
+    ranks = {}
+    for when, toks in (("before", raw), ("after", model.route(raw))):
+        for m, (x, mask) in toks.items():
+            ranks[(when, m)] = effective_rank(x, mask).mean().item()
+        x = torch.cat([t[0] for t in toks.values()], 1)
+        mask = torch.cat([t[1] for t in toks.values()], 1)
+        ranks[(when, "joint")] = effective_rank(x, mask).mean().item()
+    return ranks
+
+
 def effective_rank(x: Tensor, mask: Tensor | None = None) -> Tensor:
     """exp of the entropy of the normalised singular values of each sample's token matrix (B,)."""
     x = x.float() if mask is None else x.float() * mask.unsqueeze(-1)
