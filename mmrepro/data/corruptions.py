@@ -27,7 +27,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
-from .core import Batch, Splits, Transform
+from .core import Batch, DictDataset, Splits, Transform
 from .shortcut_prompts import TokenMask, TokenReplace
 
 Range = tuple[float, float] | None
@@ -136,6 +136,14 @@ class MissingModality(Corruption):
         if self.mode == "drop":
             return {k: v for k, v in batch.items() if k != self.modality}
         return {**batch, self.modality: torch.zeros_like(batch[self.modality])}
+
+
+def fixed_noise(dataset: DictDataset, modality: str, std: float, valid_range: Range = None, seed: int = 0) -> DictDataset:
+    """The dataset with one modality perturbed once by seeded Gaussian noise, clipped to its valid range
+    (a harder but fixed dataset, unlike the corruptions above, which draw anew on every batch)."""
+    x = dataset.tensors[modality]
+    noisy = _clip(x + std * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)), valid_range)
+    return dataset.with_tensors(**{modality: noisy})
 
 
 def compose(transforms: Sequence[Transform]) -> Transform:
