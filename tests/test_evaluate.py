@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrepro.data import DictDataset, Splits, make_synthetic
-from mmrepro.evaluate import Predictions, features, linear_probe, metrics, predict, robustness_sweep, shapley
+from mmrepro.evaluate import (Predictions, collapse_rate, features, linear_probe, metrics, modality_subsets, predict,
+                              robustness_sweep, shapley, subset_accuracies)
 from mmrepro.models import Output
 
 C = 4
@@ -135,3 +136,12 @@ def test_features_and_linear_probe_on_separable_features():
     assert torch.equal(feats["m0"], splits.test.tensors["m0"])
     assert linear_probe(Identity(), splits, "m0") > 0.97
     assert linear_probe(Identity(), splits, "m1") < 0.5  # pure noise: near chance (1/3)
+
+
+def test_subset_accuracies_cover_every_subset_and_match_the_shapley_values():
+    ds = _votes().select(["a", "b"])
+    acc = subset_accuracies(VoteSum(), ds, ["a", "b"])
+    assert list(acc) == ["a", "b", "a+b"], "singletons first, the full set last"
+    assert acc["a"] == pytest.approx(_value(ds, ("a",))) and acc["a+b"] == pytest.approx(_value(ds, ("a", "b")))
+    assert modality_subsets(["a", "b", "c"])[-1] == ("a", "b", "c") and len(modality_subsets(["a", "b", "c"])) == 7
+    assert collapse_rate({"a": 0.4, "b": 0.6, "a+b": 0.8}, ["a", "b"]) == pytest.approx(100 * (0.5 + 0.25) / 2)

@@ -234,3 +234,18 @@ def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
     assert (randomised.tensors["text"][:, 4] - shortcut.HINTS == randomised.tensors["label"]).float().mean() < 0.3
     with pytest.raises(ValueError, match="task"):
         shortcut.load_shortcut(task="multiply")
+
+
+def test_token_ranks_before_and_after_routing_per_stream_and_joint():
+    from mmrepro.methods.moir import token_ranks
+
+    splits = toy_splits()
+    torch.manual_seed(0)
+    plain = build_token_model(splits, dim=16)
+    ranks = token_ranks(plain, splits.test.batch(range(8)))
+    assert set(ranks) == {(w, m) for w in ("before", "after") for m in ("image", "text", "joint")}
+    assert all(ranks[("before", m)] == ranks[("after", m)] for m in ("image", "text", "joint")), "no router: no change"
+    routed = build_token_model(splits, dim=16, router=MoIRRouter(16, ratio=0.5))
+    after = token_ranks(routed, splits.test.batch(range(8)))
+    assert any(after[("before", m)] != after[("after", m)] for m in ("image", "text"))
+    assert all(1.0 <= v <= 16.0 for v in after.values()), "an effective rank lies between 1 and the width"

@@ -212,3 +212,17 @@ def test_qmf_tmc_and_noise_augmented_train(toy):
     wrapped.training_step(batch, _ctx(1))
     wrapped.training_step(batch, _ctx(2))
     assert torch.equal(seen[0], batch["m0"]) and not torch.equal(seen[1], batch["m0"])
+
+
+def test_noise_level_scores_cover_every_modality_and_level_and_are_seeded(toy):
+    from mmrepro.methods.udml import noise_level_scores
+
+    torch.manual_seed(0)
+    method = _udml(toy)
+    noise = default_noise(toy)
+    scores = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
+    assert len(scores) == 2 * 2 * len(toy.test) and set(scores.modality) == {"m0", "m1"}
+    variance = scores.groupby(["modality", "level"])["embedding variance"].mean()
+    assert all(variance[(m, 11)] != variance[(m, 1)] for m in ("m0", "m1")), "corruption must reach the embedding"
+    again = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
+    assert again.equals(scores), "the corruption is drawn from the given seed"
