@@ -14,7 +14,7 @@ digit (a fixed-seed pairing, AV-MNIST style).  Two splits:
   selection.  Two test voices rather than one keep the test set from measuring
   a single voice; preprocessing is the same (standardised on this split's train).
 
-Metadata keys: ``_speaker`` (index into ``SPEAKERS``), ``_index`` (FSDD's
+Metadata keys: ``_speaker`` (index into ``fsdd_speakers()``), ``_index`` (FSDD's
 recording index) and ``_mnist_index`` (the paired MNIST test image).
 
 Difficulty controls make the modality imbalance adjustable: ``image_noise``

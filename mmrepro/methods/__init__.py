@@ -51,7 +51,7 @@ def build(name: str, splits: Splits, encoder: str = "auto", fusion: str | None =
     ``"unimodal"`` is joint training on one ``modality`` alone (train it on ``splits.select([modality])``).
     """
     if name == "unimodal":
-        return unimodal(splits, modality, encoder, **(encoder_kwargs or {}))
+        return unimodal(splits, modality, encoder, fusion or "concat", **(encoder_kwargs or {}))
     if modality is not None:
         raise ValueError(f"modality= is only for 'unimodal', not {name!r}")
     if name not in REGISTRY:

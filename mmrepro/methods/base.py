@@ -138,11 +138,11 @@ class LateFusionTraining(Method):
         return StepOut(loss, out, {"loss": loss.detach(), **{f"loss_{m}": v.detach() for m, v in losses.items()}})
 
 
-def unimodal(splits: Splits, modality: str, encoder: str = "auto", **encoder_kwargs: Any) -> Joint:
-    """Joint training on one modality alone, with a fresh concat-head model (train it on ``splits.select([modality])``)."""
+def unimodal(splits: Splits, modality: str, encoder: str = "auto", fusion: str = "concat", **encoder_kwargs: Any) -> Joint:
+    """Joint training on one modality alone, with a fresh model (train it on ``splits.select([modality])``)."""
     if modality not in splits.modalities:
         raise ValueError(f"unimodal needs modality= one of {list(splits.modalities)}, got {modality!r}")
-    return Joint.for_splits(splits.select([modality]), encoder, "concat", encoder_kwargs)
+    return Joint.for_splits(splits.select([modality]), encoder, fusion, encoder_kwargs)
 
 
 def fit_submodel(method: Method, splits: Splits, cfg: TrainConfig, **overrides: Any) -> Method:

@@ -99,7 +99,7 @@ def btw_weights(kl: Tensor, mi: Tensor, weighting: Weighting = "kl+mi", inverse_
 
 def train_unimodal(splits: Splits, cfg: TrainConfig, encoder: str = "auto", **encoder_kwargs) -> dict[str, Method]:
     """One joint-trained, validation-selected predictor per modality (BTW's stage 0)."""
-    return {m: fit_submodel(unimodal(splits, m, encoder, **encoder_kwargs), splits.select([m]), cfg)
+    return {m: fit_submodel(unimodal(splits, m, encoder, "concat", **encoder_kwargs), splits.select([m]), cfg)
             for m in splits.modalities}
 
 
