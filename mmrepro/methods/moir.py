@@ -95,7 +95,8 @@ def token_ranks(model: TokenModel, batch: Batch) -> dict[tuple[str, str], float]
     """Mean effective rank of each stream's and of the joint token matrix, before and after the router,
     keyed ``("before" | "after", stream | "joint")``."""
     model = model.eval()
-    raw = model.tokens(batch)
+    device = next(model.parameters()).device
+    raw = model.tokens({k: v.to(device) for k, v in batch.items()})
     ranks = {}
     for when, toks in (("before", raw), ("after", model.route(raw))):
         for m, (x, mask) in toks.items():
