@@ -130,6 +130,18 @@ def device_name(fabric: Fabric) -> str:
     return f"{fabric.device.type} x{fabric.world_size} ({torch.get_num_threads()} threads)"
 
 
+def apply_lr_factors(optimizer: torch.optim.Optimizer, factors: dict[str, float], applied: dict[str, float]) -> None:
+    """Set each named parameter group's lr to (its scheduled lr) x factor: the factor ``applied`` last time is
+    divided out first, so a scheduler's own factors are kept.  ``applied`` is updated in place."""
+    groups = {g.get("name"): g for g in optimizer.param_groups}
+    for name, factor in factors.items():
+        if name not in groups:
+            raise KeyError(f"learning-rate factor for group {name!r}, but the optimiser's groups are named "
+                           f"{[g.get('name') for g in optimizer.param_groups]} (see Method.parameter_groups)")
+        groups[name]["lr"] = groups[name]["lr"] * (factor / applied.get(name, 1.0))
+        applied[name] = factor
+
+
 def _validation_score(metrics: dict[str, float], task: str) -> float:
     return metrics["accuracy"] if task == "classification" else -metrics["mse"]
 
@@ -157,6 +169,7 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
     ctx.optimizer = optimizer
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma) if cfg.lr_step else None
 
+    lr_factors: dict[str, float] = {}  # the factors of Method.learning_rate_factors now folded into the lrs
     state: dict[str, Any] = {"method": module, "optimizer": optimizer, "epoch": -1, "step": 0, "history": [],
                              "best_state": None, "best_score": float("-inf"), "best_epoch": -1}
     if scheduler is not None:
@@ -185,6 +198,7 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
             method.after_backward(ctx)
             if cfg.grad_clip:
                 fabric.clip_gradients(module, optimizer, max_norm=cfg.grad_clip)
+            apply_lr_factors(optimizer, method.learning_rate_factors(), lr_factors)
             optimizer.step()
             for k, v in out.logs.items():  # stays on the device: no sync in the hot loop
                 sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()

@@ -14,7 +14,7 @@ from mmrepro.methods.mwam import (
 )
 from mmrepro.models import build_model
 from mmrepro.models.vit import TinyViT, build_vit_model
-from mmrepro.train import TrainConfig, fit
+from mmrepro.train import TrainConfig, apply_lr_factors, fit
 
 
 def _splits(n: int = 48, seed: int = 0) -> Splits:
@@ -178,15 +178,22 @@ def test_lr_scale_keeps_scheduler_factor():
 
     class Ctx:
         world_size, optimizer = 1, opt
-    batch = splits.train.batch(range(16))
+    batch, applied = splits.train.batch(range(16)), {}
     method.training_step(batch, Ctx())
+    assert set(method.learning_rate_factors()) == {"a", "b"}
+    apply_lr_factors(opt, method.learning_rate_factors(), applied)  # what the runner does before each step
     k = method._k
     assert abs(opt.param_groups[1]["lr"] - 0.1 * float(k[0])) < 1e-9
     for g in opt.param_groups:  # a scheduler halves every lr
         g["lr"] *= 0.5
     method.training_step(batch, Ctx())
+    apply_lr_factors(opt, method.learning_rate_factors(), applied)
     assert abs(opt.param_groups[2]["lr"] - 0.05 * float(method._k[1])) < 1e-9
     assert opt.param_groups[0]["lr"] == 0.05
+    with pytest.raises(KeyError, match="'c'"):
+        apply_lr_factors(opt, {"c": 2.0}, applied)
+    method.active = "grad"
+    assert method.learning_rate_factors() == {}, "only the lr intervention scales learning rates"
 
 
 def test_modality_dropout_host_masks_samples():

@@ -4,6 +4,7 @@
     epoch_begin(epoch, ctx)
     training_step(batch, ctx)   -> StepOut(loss, output, logs)
     after_backward(ctx)         between backward and the optimiser step
+    learning_rate_factors()     -> {parameter group: factor on its scheduled lr}, before each optimiser step
     epoch_end(epoch, ctx)
     predict(batch)              -> Output, at evaluation time
 
@@ -109,6 +110,11 @@ class Method(nn.Module):
 
     def forward(self, batch: Batch) -> Output:
         return self.predict(batch)
+
+    def learning_rate_factors(self) -> dict[str, float]:
+        """Factors on the learning rate of named parameter groups (``parameter_groups``) for the coming
+        optimiser step; the runner applies them on top of the schedule (MWAM's "lr" intervention)."""
+        return {}
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser parameter groups; override for per-branch learning rates."""

@@ -13,7 +13,8 @@ Image Understanding Models", ICLR 2026 (arXiv 2602.22644).  Per mini-batch:
    ``K_m = alpha - beta * sigmoid(lambda * (T_m - gamma))``, decreasing in FRM.
 5. **Intervention**: scale modality m's encoder gradients by ``K_m`` ("grad"),
    its auxiliary loss ("loss"), both ("hybrid"), or its learning rate ("lr",
-   Algorithm 1; the one that survives Adam's normalisation).
+   Algorithm 1; the one that survives Adam's normalisation, through the
+   ``learning_rate_factors`` hook that the runner applies).
 
 The host is a late-fusion model whose per-modality heads double as auxiliary
 heads, trained on full data or with random per-sample modality dropout.
@@ -262,7 +263,6 @@ class MWAM(MissingModalityHost):
         self.bank = FRMBank(self.modalities, omega)
         self._k: Tensor | None = None  # (M,) weights of the current step
         self._static_k: Tensor | None = None
-        self._lr_scale: Tensor | None = None  # the K currently folded into the encoders' lr
         self.active: str | None = None  # the resolved intervention, set by fit_begin
 
     # -- FRM and K ------------------------------------------------------------------------------
@@ -302,7 +302,6 @@ class MWAM(MissingModalityHost):
 
     def fit_begin(self, ctx) -> None:
         self.bank.reset()
-        self._lr_scale = None
         self.active = self._resolve_intervention(ctx.cfg.optimizer)
         if self.weighting == "static":
             self._static_k = self.dataset_weights(ctx.splits.train, ctx.cfg.batch_size)[1].to(ctx.device)
@@ -333,23 +332,19 @@ class MWAM(MissingModalityHost):
         if self.active is None:
             raise RuntimeError("MWAM.training_step needs fit_begin(ctx) first (train it with mmrepro.train.fit)")
         frms, self._k = self._step_weights(batch, ctx)
-        if self.active == "lr":
-            self._scale_learning_rates(ctx.optimizer)
         step = super().training_step(batch, ctx)
         step.logs.update({f"frm_{m}": frms[i].float() for i, m in enumerate(self.modalities)})
         step.logs.update({f"K_{m}": self._k[i].float() for i, m in enumerate(self.modalities)})
         return step
 
-    def _scale_learning_rates(self, optimizer) -> None:
-        """Set each encoder group's lr to (scheduled lr) x K, keeping any scheduler's factors."""
-        previous = self._lr_scale if self._lr_scale is not None else torch.ones_like(self._k)
-        groups = {g.get("name"): g for g in optimizer.param_groups}
-        for i, m in enumerate(self.modalities):
-            if m not in groups:
-                raise KeyError(f"intervention 'lr' needs an optimiser group named {m!r} (MWAM.parameter_groups)")
-            # a Python float is required by the optimiser: one host sync per step, lr mode only
-            groups[m]["lr"] = groups[m]["lr"] * float(self._k[i] / previous[i])
-        self._lr_scale = self._k
+    def learning_rate_factors(self) -> dict[str, float]:
+        """Under the "lr" intervention, K_m on the learning rate of encoder m's group (Algorithm 1).
+
+        The optimiser needs Python floats: one host sync per step, in lr mode only.
+        """
+        if self.active != "lr":
+            return {}
+        return {m: float(k) for m, k in zip(self.modalities, self._k)}
 
     def after_backward(self, ctx) -> None:
         if self.active not in ("grad", "hybrid"):
