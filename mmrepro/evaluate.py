@@ -114,6 +114,14 @@ def sentiment_metrics(preds: torch.Tensor | np.ndarray, labels: torch.Tensor | n
     }
 
 
+def seed_variance(runs: Sequence[Predictions], task: str = "classification") -> float:
+    """Mean over examples of the variance across runs (seeds) of each prediction: the class probabilities,
+    or the scalar for regression; NaN with fewer than two runs."""
+    if len(runs) < 2:
+        return float("nan")
+    values = [p.logits.softmax(-1) if task == "classification" else p.logits for p in runs]
+    return float(np.stack([v.numpy() for v in values]).var(0, ddof=1).mean())
+
 def evaluate(method: torch.nn.Module, dataset: DictDataset, task: str = "classification", **kwargs) -> dict[str, float]:
     """``metrics(predict(...))`` in one call."""
     return metrics(predict(method, dataset, **kwargs), task)

@@ -9,7 +9,7 @@ from torch import nn
 
 from mmrepro.data import DictDataset, Splits, make_synthetic
 from mmrepro.evaluate import (Predictions, collapse_rate, features, linear_probe, metrics, modality_subsets, predict,
-                              robustness_sweep, shapley, subset_accuracies)
+                              robustness_sweep, seed_variance, shapley, subset_accuracies)
 from mmrepro.models import Output
 
 C = 4
@@ -145,3 +145,12 @@ def test_subset_accuracies_cover_every_subset_and_match_the_shapley_values():
     assert acc["a"] == pytest.approx(_value(ds, ("a",))) and acc["a+b"] == pytest.approx(_value(ds, ("a", "b")))
     assert modality_subsets(["a", "b", "c"])[-1] == ("a", "b", "c") and len(modality_subsets(["a", "b", "c"])) == 7
     assert collapse_rate({"a": 0.4, "b": 0.6, "a+b": 0.8}, ["a", "b"]) == pytest.approx(100 * (0.5 + 0.25) / 2)
+
+
+def test_seed_variance_is_zero_for_identical_runs_and_nan_for_one():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    same = Predictions(logits, {}, torch.tensor([0, 1]))
+    assert seed_variance([same, same]) == 0.0 and seed_variance([same]) != seed_variance([same])  # NaN
+    other = Predictions(torch.tensor([[1.0], [3.0]]), {}, torch.zeros(2, 1))
+    base = Predictions(torch.tensor([[1.0], [1.0]]), {}, torch.zeros(2, 1))
+    assert seed_variance([base, other], "regression") == pytest.approx((0.0 + 2.0) / 2)  # var of (1, 3) is 2
