@@ -128,7 +128,8 @@ def test_fixed_noise_is_seeded_clipped_and_touches_one_modality():
     a, b = fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=3), fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=3)
     assert torch.equal(a.tensors["image"], b.tensors["image"]), "the same seed gives the same perturbation"
     assert a.tensors["image"].min() >= 0 and a.tensors["image"].max() <= 1 and a.tensors["image"].std() > 0
-    assert torch.equal(a.tensors["audio"], ds.tensors["audio"]) and torch.equal(ds.tensors["image"], torch.full((6, 1, 4, 4), 0.5))
+    assert torch.equal(a.tensors["audio"], ds.tensors["audio"])
+    assert torch.equal(ds.tensors["image"], torch.full((6, 1, 4, 4), 0.5)), "the input dataset is left alone"
     assert not torch.equal(fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=4).tensors["image"], a.tensors["image"])
 
 

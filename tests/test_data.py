@@ -243,7 +243,8 @@ def test_batch_is_the_dataloader_fetch_and_split_rows_checks_sizes():
     ds = _toy()
     assert all(torch.equal(ds.batch(range(2, 5))[k], ds.__getitems__([2, 3, 4])[k]) for k in ds.tensors)
     train, val, test = split_rows(ds.tensors, ds.modalities, (5, 3, 2))
-    assert torch.equal(torch.cat([train.tensors["label"], val.tensors["label"], test.tensors["label"]]), torch.arange(10))
+    labels = torch.cat([train.tensors["label"], val.tensors["label"], test.tensors["label"]])
+    assert torch.equal(labels, torch.arange(10))
     with pytest.raises(ValueError, match="sum to 9"):
         split_rows(ds.tensors, ds.modalities, (5, 3, 1))
 

@@ -165,7 +165,8 @@ def test_build_by_name(synthetic):
     assert methods.build("late", synthetic, fusion="sum").model.fusion.name == "sum"
     assert methods.build("ogm_ge", synthetic, alpha=0.3).alpha == 0.3, "keyword arguments reach the constructor"
     uni = methods.build("unimodal", synthetic, modality="m1")
-    assert uni.modalities == ("m1",) and uni.predict(synthetic.select(["m1"]).test.batch(range(4))).logits.shape == (4, 3)
+    assert uni.modalities == ("m1",)
+    assert uni.predict(synthetic.select(["m1"]).test.batch(range(4))).logits.shape == (4, 3)
     with pytest.raises(ValueError) as err:
         methods.build("magic", synthetic)
     assert "magic" in str(err.value) and all(name in str(err.value) for name in ["unimodal", *REGISTRY])

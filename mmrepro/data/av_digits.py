@@ -173,8 +173,9 @@ def _split_masks(t: dict[str, torch.Tensor], cfg: AVDigitsConfig, split: str, te
         is_test = t["index"] < 5
         is_val = torch.isin(t["index"], torch.tensor(cfg.val_indices))
     elif split == "speaker":
-        if set(test_speakers) & set(val_speakers):
-            raise ValueError(f"a speaker cannot be both test and validation: {sorted(set(test_speakers) & set(val_speakers))}")
+        both = sorted(set(test_speakers) & set(val_speakers))
+        if both:
+            raise ValueError(f"a speaker cannot be both test and validation: {both}")
         is_test, is_val = _speaker_mask(t["speaker"], test_speakers), _speaker_mask(t["speaker"], val_speakers)
     else:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")

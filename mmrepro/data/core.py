@@ -142,7 +142,8 @@ class Splits:
     def with_uids(self) -> "Splits":
         """The same splits with a ``_uid`` row id, unique across train, val and test."""
         starts = [0, len(self.train), len(self.train) + len(self.val)]
-        parts = [d.with_tensors(**{UID: torch.arange(s, s + len(d))}) for d, s in zip((self.train, self.val, self.test), starts)]
+        parts = [d.with_tensors(**{UID: torch.arange(s, s + len(d))})
+                 for d, s in zip((self.train, self.val, self.test), starts)]
         return replace(self, train=parts[0], val=parts[1], test=parts[2])
 
     def select(self, modalities: Sequence[str]) -> "Splits":

@@ -138,7 +138,8 @@ class MissingModality(Corruption):
         return {**batch, self.modality: torch.zeros_like(batch[self.modality])}
 
 
-def fixed_noise(dataset: DictDataset, modality: str, std: float, valid_range: Range = None, seed: int = 0) -> DictDataset:
+def fixed_noise(dataset: DictDataset, modality: str, std: float, valid_range: Range = None,
+                seed: int = 0) -> DictDataset:
     """The dataset with one modality perturbed once by seeded Gaussian noise, clipped to its valid range
     (a harder but fixed dataset, unlike the corruptions above, which draw anew on every batch)."""
     x = dataset.tensors[modality]

@@ -73,7 +73,8 @@ class Method(nn.Module):
         self.task = task
 
     @classmethod
-    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None, **encoder_kwargs) -> nn.Module:
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   **encoder_kwargs: Any) -> nn.Module:
         """A fresh model for ``splits`` with ``fusion`` (default: the first of ``fusions``)."""
         return build_model(splits, encoder, fusion or cls.fusions[0], **encoder_kwargs)
 
@@ -144,7 +145,8 @@ class LateFusionTraining(Method):
         return StepOut(loss, out, {"loss": loss.detach(), **{f"loss_{m}": v.detach() for m, v in losses.items()}})
 
 
-def unimodal(splits: Splits, modality: str, encoder: str = "auto", fusion: str = "concat", **encoder_kwargs: Any) -> Joint:
+def unimodal(splits: Splits, modality: str, encoder: str = "auto", fusion: str = "concat",
+             **encoder_kwargs: Any) -> Joint:
     """Joint training on one modality alone, with a fresh model (train it on ``splits.select([modality])``)."""
     if modality not in splits.modalities:
         raise ValueError(f"unimodal needs modality= one of {list(splits.modalities)}, got {modality!r}")

@@ -133,7 +133,8 @@ class BTW(Method):
         self.history: list[dict[str, float]] = []
 
     @classmethod
-    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None, **encoder_kwargs) -> MultimodalModel:
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   **encoder_kwargs) -> MultimodalModel:
         """The core's encoders and a default ``MoEFusion`` (``build_moe_model`` for other MoE settings)."""
         return build_moe_model(splits, encoder, encoder_kwargs)
 

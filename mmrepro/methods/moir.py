@@ -245,7 +245,8 @@ class MoIR(Method):
         self.modality_dropout = modality_dropout
 
     @classmethod
-    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None, **token_kwargs) -> TokenModel:
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   **token_kwargs) -> TokenModel:
         """A ``TokenModel`` for ``splits`` (``token_kwargs`` go to ``build_token_model``; ``encoder`` is unused)."""
         return build_token_model(splits, **token_kwargs)
 
