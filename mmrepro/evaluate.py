@@ -15,9 +15,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_f1_score
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
 from sklearn.preprocessing import StandardScaler
+from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_f1_score
 
 from .data.core import LABEL, DictDataset, Splits, Transform, iterate
 from .data.corruptions import compose, make_corruption
@@ -86,9 +87,77 @@ def metrics(p: Predictions, task: str = "classification") -> dict[str, float]:
     return out
 
 
+def _multiclass_acc(preds: np.ndarray, truths: np.ndarray) -> float:
+    return float(np.sum(np.round(preds) == np.round(truths)) / float(len(truths)))
+
+
+def sentiment_metrics(preds: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """MAE, Corr, Acc-7, Acc-5, Acc-2 / F1 (has-0 and non-0), as MulT's and MMIM's ``eval_mosei_senti``.
+
+    Sentiment regression in [-3, 3]: "has-0" is ``>= 0`` vs ``< 0`` over every example,
+    "non-0" is ``> 0`` vs ``< 0`` with zero labels dropped.
+    """
+    p = np.asarray(preds, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"{p.shape[0]} predictions for {y.shape[0]} labels")
+    non_zero = y != 0
+    return {
+        "mae": float(np.mean(np.abs(p - y))),
+        "corr": float(np.corrcoef(p, y)[0][1]),
+        "acc7": _multiclass_acc(np.clip(p, -3.0, 3.0), np.clip(y, -3.0, 3.0)),
+        "acc5": _multiclass_acc(np.clip(p, -2.0, 2.0), np.clip(y, -2.0, 2.0)),
+        "acc2_has0": float(accuracy_score(y >= 0, p >= 0)),
+        "f1_has0": float(f1_score(y >= 0, p >= 0, average="weighted")),
+        "acc2_non0": float(accuracy_score(y[non_zero] > 0, p[non_zero] > 0)),
+        "f1_non0": float(f1_score(y[non_zero] > 0, p[non_zero] > 0, average="weighted")),
+    }
+
+
+def seed_variance(runs: Sequence[Predictions], task: str = "classification") -> float:
+    """Mean over examples of the variance across runs (seeds) of each prediction: the class probabilities,
+    or the scalar for regression; NaN with fewer than two runs."""
+    if len(runs) < 2:
+        return float("nan")
+    values = [p.logits.softmax(-1) if task == "classification" else p.logits for p in runs]
+    return float(np.stack([v.numpy() for v in values]).var(0, ddof=1).mean())
+
 def evaluate(method: torch.nn.Module, dataset: DictDataset, task: str = "classification", **kwargs) -> dict[str, float]:
     """``metrics(predict(...))`` in one call."""
     return metrics(predict(method, dataset, **kwargs), task)
+
+
+def modality_subsets(modalities: Sequence) -> list[tuple]:
+    """Every non-empty subset, singletons first, the full set last."""
+    return [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
+
+
+def _subset_values(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[tuple, float]:
+    """Accuracy with only each non-empty subset of ``modalities`` present (the others dropped from the batch)."""
+    out = {}
+    for subset in modality_subsets(modalities):
+        p = predict(method, dataset, drop=[m for m in modalities if m not in subset])
+        out[subset] = accuracy(p.logits, p.labels)
+    return out
+
+
+def subset_accuracies(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
+    """Accuracy with only each non-empty subset present, keyed "a+b" (the missing-modality table)."""
+    return {"+".join(s): v for s, v in _subset_values(method, dataset, modalities).items()}
+
+
+def collapse_rate(accuracies: dict[str, float], modalities: Sequence[str]) -> float:
+    """Performance Collapse Rate (%): mean over incomplete subsets of ``(A_full - A_S) / A_full``.
+
+    ``accuracies`` is keyed by subsets joined with "+" (``{"a+b": ..., "a": ...}``), the full set included.
+    """
+    full = accuracies["+".join(modalities)]
+    if full <= 0:
+        raise ValueError(f"PCR is undefined when the full-modality accuracy is {full}")
+    partial = [a for s, a in accuracies.items() if s != "+".join(modalities)]
+    if not partial:
+        raise ValueError("PCR needs at least two modalities")
+    return 100.0 * sum((full - a) / full for a in partial) / len(partial)
 
 
 def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
@@ -99,12 +168,7 @@ def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[
     model with no input can do.  The values sum to ``v(all) - v(empty)``.
     """
     labels = dataset.tensors[LABEL]
-    value = {(): torch.bincount(labels).max().item() / len(labels)}
-    for r in range(1, len(modalities) + 1):
-        for subset in itertools.combinations(modalities, r):
-            dropped = [m for m in modalities if m not in subset]
-            p = predict(method, dataset, drop=dropped)
-            value[subset] = accuracy(p.logits, p.labels)
+    value = {(): torch.bincount(labels).max().item() / len(labels), **_subset_values(method, dataset, modalities)}
     n = len(modalities)
     phi = {}
     for m in modalities:
@@ -119,7 +183,8 @@ def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[
 
 
 def shapley_monitor(method: torch.nn.Module, ctx) -> dict[str, float]:
-    """Training monitor: each modality's Shapley value for validation accuracy (``shapley_<m>`` columns)."""
+    """A ``fit`` monitor: each modality's Shapley value for validation accuracy, as ``shapley_<m>`` every epoch
+    (nothing for a one-modality model)."""
     if len(method.modalities) < 2:
         return {}
     return {f"shapley_{m}": v for m, v in shapley(method, ctx.splits.val, method.modalities).items()}

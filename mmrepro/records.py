@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
+from . import data as datasets
 from . import methods
 from .experiment import RunSpec, check_buildable, execute
 from .results import provenance, write_json
@@ -119,17 +120,15 @@ def code_fingerprint(roots: Sequence[str]) -> dict[str, str]:
 
 def method_module(name: str) -> str:
     """The module that defines a registered method (``unimodal`` is joint training)."""
-    cls = methods.REGISTRY["joint" if name == "unimodal" else name]
-    cls = cls[0] if isinstance(cls, tuple) else cls
-    return cls.__module__
+    return methods.REGISTRY["joint" if name == "unimodal" else name].__module__
 
 
 def data_module(name: str) -> str:
     """The module of a dataset's loader, for the fingerprint."""
-    loader = {"av_digits": "mmrepro.data.av_digits", "synthetic": "mmrepro.data.synthetic"}
-    if name not in loader:
-        raise ValueError(f"no loader module known for dataset {name!r}; known: {', '.join(loader)}")
-    return loader[name]
+    if name not in datasets.LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(datasets.LOADERS)}")
+    loader = datasets.LOADERS[name]
+    return getattr(loader, "func", loader).__module__  # a functools.partial names its function
 
 
 def _device_type(device: str) -> str:

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import torch
@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, evaluate, validate
 from .data.core import LABEL, DictDataset, Splits, train_loader
-from .methods.base import Method
+
+if TYPE_CHECKING:  # methods import the training loop (sub-models), not the other way round
+    from .methods.base import Method
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -150,11 +152,23 @@ def device_name(fabric: Fabric) -> str:
     return f"{fabric.device.type} x{fabric.world_size} ({torch.get_num_threads()} threads)"
 
 
+def apply_lr_factors(optimizer: torch.optim.Optimizer, factors: dict[str, float], applied: dict[str, float]) -> None:
+    """Set each named parameter group's lr to (its scheduled lr) x factor: the factor ``applied`` last time is
+    divided out first, so a scheduler's own factors are kept.  ``applied`` is updated in place."""
+    groups = {g.get("name"): g for g in optimizer.param_groups}
+    for name, factor in factors.items():
+        if name not in groups:
+            raise KeyError(f"learning-rate factor for group {name!r}, but the optimiser's groups are named "
+                           f"{[g.get('name') for g in optimizer.param_groups]} (see Method.parameter_groups)")
+        groups[name]["lr"] = groups[name]["lr"] * (factor / applied.get(name, 1.0))
+        applied[name] = factor
+
+
 def _validation_score(metrics: dict[str, float], task: str) -> float:
     return metrics["accuracy"] if task == "classification" else -metrics["mse"]
 
 
-Monitor = Callable[[Method, "Context"], dict[str, float]]
+Monitor = Callable[["Method", "Context"], dict[str, float]]
 
 
 def check_inputs(method: Method, splits: Splits, cfg: TrainConfig) -> None:
@@ -238,7 +252,8 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
 
     state: dict[str, Any] = {"method": module, "optimizer": optimizer, "epoch": -1, "step": 0, "history": [],
                              "best_state": None, "best_score": float("-inf"), "best_epoch": -1,
-                             "identity": run_identity}
+                             "identity": run_identity,
+                             "lr_factors": {}}  # Method.learning_rate_factors now folded into the lrs
     if scheduler is not None:
         state["scheduler"] = scheduler
     if saved is not None:
@@ -263,6 +278,7 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
             method.after_backward(ctx)
             if cfg.grad_clip:
                 fabric.clip_gradients(module, optimizer, max_norm=cfg.grad_clip)
+            apply_lr_factors(optimizer, method.learning_rate_factors(), state["lr_factors"])
             optimizer.step()
             for k, v in out.logs.items():  # stays on the device: no sync in the hot loop
                 sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
@@ -332,6 +348,6 @@ def _restore(saved: dict[str, Any], state: dict[str, Any], method: Method, path:
     except (KeyError, RuntimeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"checkpoint {path} does not fit this run ({type(error).__name__}: "
                                          f"{str(error)[:300]}); delete it to start over") from error
-    for key in ("epoch", "step", "history", "best_state", "best_score", "best_epoch"):
+    for key in ("epoch", "step", "history", "best_state", "best_score", "best_epoch", "lr_factors"):
         state[key] = saved[key]
     checkpoint.set_rng_states(saved["rng"])

@@ -65,6 +65,17 @@ def av_digits(private_cache):
     return load_av_digits()
 
 
+@pytest.fixture(scope="session")
+def mfeat(private_cache):
+    """UCI Multiple Features (all six views) from the raw data root."""
+    if RAW_DATA_ROOT is None or not (RAW_DATA_ROOT / "mfeat").is_dir():
+        pytest.skip("UCI Multiple Features not found: set MMREPRO_DATA_DIR to a folder holding mfeat/ "
+                    "(see shared/data/README.md); tests never download")
+    from mmrepro.data import load_mfeat
+
+    return load_mfeat()
+
+
 @pytest.fixture
 def synthetic():
     """Two-modality classification data, m0 more informative than m1; sizes divisible by 8 and 16."""

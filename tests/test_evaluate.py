@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrepro.data import DictDataset, Splits, make_synthetic
-from mmrepro.evaluate import Predictions, features, linear_probe, metrics, predict, robustness_sweep, shapley
+from mmrepro.evaluate import (Predictions, collapse_rate, features, linear_probe, metrics, modality_subsets, predict,
+                              robustness_sweep, seed_variance, shapley, subset_accuracies)
 from mmrepro.models import Output
 
 C = 4
@@ -135,3 +136,21 @@ def test_features_and_linear_probe_on_separable_features():
     assert torch.equal(feats["m0"], splits.test.tensors["m0"])
     assert linear_probe(Identity(), splits, "m0") > 0.97
     assert linear_probe(Identity(), splits, "m1") < 0.5  # pure noise: near chance (1/3)
+
+
+def test_subset_accuracies_cover_every_subset_and_match_the_shapley_values():
+    ds = _votes().select(["a", "b"])
+    acc = subset_accuracies(VoteSum(), ds, ["a", "b"])
+    assert list(acc) == ["a", "b", "a+b"], "singletons first, the full set last"
+    assert acc["a"] == pytest.approx(_value(ds, ("a",))) and acc["a+b"] == pytest.approx(_value(ds, ("a", "b")))
+    assert modality_subsets(["a", "b", "c"])[-1] == ("a", "b", "c") and len(modality_subsets(["a", "b", "c"])) == 7
+    assert collapse_rate({"a": 0.4, "b": 0.6, "a+b": 0.8}, ["a", "b"]) == pytest.approx(100 * (0.5 + 0.25) / 2)
+
+
+def test_seed_variance_is_zero_for_identical_runs_and_nan_for_one():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    same = Predictions(logits, {}, torch.tensor([0, 1]))
+    assert seed_variance([same, same]) == 0.0 and seed_variance([same]) != seed_variance([same])  # NaN
+    other = Predictions(torch.tensor([[1.0], [3.0]]), {}, torch.zeros(2, 1))
+    base = Predictions(torch.tensor([[1.0], [1.0]]), {}, torch.zeros(2, 1))
+    assert seed_variance([base, other], "regression") == pytest.approx((0.0 + 2.0) / 2)  # var of (1, 3) is 2

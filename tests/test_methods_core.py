@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from mmrepro import methods
 from mmrepro.methods import (
-    OGMGE, REGISTRY, Joint, LateFusionTraining, Method, ogm_coefficients, task_loss, true_class_scores,
+    OGMGE, REGISTRY, Joint, LateFusionTraining, Method, fusion_name, ogm_coefficients, task_loss, true_class_scores,
 )
-from mmrepro.models import LateFusion, build_model
+from mmrepro.models import FUSIONS, LateFusion, build_model, make_fusion
 from mmrepro.train import Context
 
 
@@ -21,7 +21,7 @@ def _ctx(epoch: int = 0) -> Context:
 
 
 def _batch(splits, n: int = 48):
-    return splits.train.__getitems__(range(n))
+    return splits.train.batch(range(n))
 
 
 def _grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -146,11 +146,14 @@ def test_task_loss():
 
 
 def test_build_by_name(synthetic):
-    late = methods.build("late", synthetic)
-    assert isinstance(late, LateFusionTraining) and isinstance(late.model.fusion, LateFusion)
-    assert isinstance(methods.build("ogm_ge", synthetic, alpha=0.3), OGMGE)
+    for name in ("joint", "late", "ogm_ge", "qmf", "iibalance", "btw"):
+        method = methods.build(name, synthetic.with_uids())
+        assert fusion_name(method.model) == REGISTRY[name].fusions[0], f"{name}: the default head is fusions[0]"
+    assert methods.build("late", synthetic, fusion="sum").model.fusion.name == "sum"
+    assert methods.build("ogm_ge", synthetic, alpha=0.3).alpha == 0.3, "keyword arguments reach the constructor"
     uni = methods.build("unimodal", synthetic, modality="m1")
-    assert type(uni) is Joint and uni.modalities == ("m1",)
+    assert uni.modalities == ("m1",)
+    assert uni.predict(synthetic.select(["m1"]).test.batch(range(4))).logits.shape == (4, 3)
     with pytest.raises(ValueError) as err:
         methods.build("magic", synthetic)
     assert "magic" in str(err.value) and all(name in str(err.value) for name in ["unimodal", *REGISTRY])
@@ -170,3 +173,25 @@ def test_alpha_zero_without_ge_leaves_every_gradient_alone(synthetic):
     before = _grads(method)
     method.after_backward(_ctx())
     assert all(torch.equal(g, before[k]) for k, g in _grads(method).items())
+
+
+def test_every_method_declares_its_fusion_heads_and_tasks():
+    known = {*FUSIONS, "moe", "token"}
+    for name, cls in REGISTRY.items():
+        assert cls.fusions and set(cls.fusions) <= known, name
+        assert cls.tasks and set(cls.tasks) <= {"classification", "regression"}, name
+
+
+def test_constructor_checks_fusion_and_task_against_the_declaration(synthetic):
+    with pytest.raises(ValueError, match="LateFusionTraining supports fusion late, sum; the model's is 'concat'"):
+        LateFusionTraining(build_model(synthetic, fusion="concat"))
+    with pytest.raises(ValueError, match="QMF supports task classification; got 'regression'"):
+        methods.QMF(build_model(synthetic, fusion="late"), task="regression")
+
+
+def test_fusion_heads_expose_name_and_num_classes():
+    for kind in FUSIONS:
+        head = make_fusion(kind, {"a": 4, "b": 2}, num_classes=5)
+        assert head.name == kind and head.num_classes == 5
+        logits, _ = head({"a": torch.zeros(3, 4), "b": torch.zeros(3, 2)})
+        assert logits.shape == (3, head.num_classes)

@@ -74,7 +74,7 @@ def test_build_model_auto_picks_cnn_for_images_and_mlp_for_vectors():
     assert isinstance(model.encoders["img"], SmallCNN) and isinstance(model.encoders["vec"], MLPEncoder)
     model = build_model(_image_splits(), encoder={"img": "cnn", "vec": "mlp"}, fusion="late")
     assert isinstance(model.encoders["img"], SmallCNN) and isinstance(model.encoders["vec"], MLPEncoder)
-    batch = _image_splits().train.__getitems__(range(4))
+    batch = _image_splits().train.batch(range(4))
     out = model(batch)
     assert out.logits.shape == (4, 3) and set(out.unimodal_logits) == {"img", "vec"} and out.weights is None
     assert out.features["img"].shape == (4, model.encoders["img"].out_dim)
@@ -82,7 +82,7 @@ def test_build_model_auto_picks_cnn_for_images_and_mlp_for_vectors():
 
 def test_model_with_a_missing_modality_and_an_unknown_one(synthetic):
     model = build_model(synthetic, fusion="concat")
-    batch = synthetic.train.__getitems__(range(4))
+    batch = synthetic.train.batch(range(4))
     out = model({k: v for k, v in batch.items() if k != "m1"})
     assert set(out.unimodal_logits) == {"m0"} and out.logits.shape == (4, 3)
     with pytest.raises(KeyError, match="m9"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmrepro.data.core import DictDataset, Splits
-from mmrepro.data.shortcut import EOS, MASK, PAD, TokenMask, TokenReplace, make_prompts
+from mmrepro.data.shortcut_prompts import EOS, MASK, PAD, TokenMask, TokenReplace, make_prompts
 from mmrepro.methods.moir import MoIR, MoIRRouter, effective_rank, informativeness
 from mmrepro.models.token_model import build_token_model
 
@@ -187,7 +187,7 @@ def test_method_fits_the_core_hooks(routing):
     splits = toy_splits()
     model = build_token_model(splits, dim=16, router=MoIRRouter(16) if routing else None)
     method = MoIR(model, modality_dropout=0.5)
-    batch = splits.train.__getitems__(range(8))
+    batch = splits.train.batch(range(8))
     step = method.training_step(batch, None)
     step.loss.backward()
     out = method.predict(batch)
@@ -217,7 +217,7 @@ def test_frame_stream_and_bad_stream_kind():
 
 
 def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
-    from mmrepro.data import shortcut
+    from mmrepro.data import shortcut_prompts as shortcut
 
     g = torch.Generator().manual_seed(0)
     n = 200
@@ -225,7 +225,7 @@ def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
                       "label": torch.arange(n) % 10}, ("audio", "image"))
     monkeypatch.setattr(shortcut, "load_av_digits", lambda **kw: Splits("av_digits", ds, ds, ds, 10))
     splits = shortcut.load_shortcut(shortcut_rate=1.0, task="add", repeats=2)
-    text, label, digit = (splits.train.tensors[k] for k in ("text", "label", "digit"))
+    text, label, digit = (splits.train.tensors[k] for k in ("text", "label", "_digit"))
     assert len(splits.train) == 2 * n and splits.modalities == ("image", "text")
     assert torch.equal(label, (digit + text[:, 2] - shortcut.OPERANDS) % 10)
     assert torch.equal(text[:, 4] - shortcut.HINTS, label)
@@ -234,3 +234,18 @@ def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
     assert (randomised.tensors["text"][:, 4] - shortcut.HINTS == randomised.tensors["label"]).float().mean() < 0.3
     with pytest.raises(ValueError, match="task"):
         shortcut.load_shortcut(task="multiply")
+
+
+def test_token_ranks_before_and_after_routing_per_stream_and_joint():
+    from mmrepro.methods.moir import token_ranks
+
+    splits = toy_splits()
+    torch.manual_seed(0)
+    plain = build_token_model(splits, dim=16)
+    ranks = token_ranks(plain, splits.test.batch(range(8)))
+    assert set(ranks) == {(w, m) for w in ("before", "after") for m in ("image", "text", "joint")}
+    assert all(ranks[("before", m)] == ranks[("after", m)] for m in ("image", "text", "joint")), "no router: no change"
+    routed = build_token_model(splits, dim=16, router=MoIRRouter(16, ratio=0.5))
+    after = token_ranks(routed, splits.test.batch(range(8)))
+    assert any(after[("before", m)] != after[("after", m)] for m in ("image", "text"))
+    assert all(1.0 <= v <= 16.0 for v in after.values()), "an effective rank lies between 1 and the width"

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmrepro.data.btw_data import UID
+from mmrepro.data.core import UID
 from mmrepro.data.download import DataError
-from mmrepro.data.mosi import load_mosi, sentiment_metrics
+from mmrepro.data.mosi import load_mosi
+from mmrepro.evaluate import sentiment_metrics
 
 
 def _write_fixture(path, sizes=(6, 3, 4), length=5, dims=(300, 74, 47)):

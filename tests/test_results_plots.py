@@ -102,6 +102,18 @@ def test_profiles(monkeypatch):
     assert profiles.current() == "smoke"
 
 
+def test_sizes_read_one_dict_per_profile_and_reject_uneven_tables():
+    table = dict(smoke=dict(epochs=1, seeds=[0]), book=dict(epochs=5, seeds=[0, 1]), full=dict(epochs=40, seeds=[0, 1]))
+    size = profiles.sizes("book", **table)
+    assert (size.epochs, size.seeds) == (5, [0, 1])
+    with pytest.raises(ValueError, match=r"missing \{'full': \['seeds'\]\}"):
+        profiles.sizes("book", **{**table, "full": dict(epochs=40)})
+    with pytest.raises(ValueError, match="one dict per profile"):
+        profiles.sizes("book", smoke=table["smoke"], book=table["book"])
+    with pytest.raises(ValueError, match="huge"):
+        profiles.sizes("huge", **table)
+
+
 # --- plots --------------------------------------------------------------------------
 
 

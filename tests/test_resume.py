@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from mmrepro.checkpoint import CheckpointError
-from mmrepro.data import DictDataset, Splits, make_synthetic
+from mmrepro.data import LABEL, DictDataset, Splits, make_synthetic
+from mmrepro.data.shortcut_prompts import PAD, make_prompts
 from mmrepro.evaluate import predict
 from mmrepro.methods import REGISTRY, Method, build
 from mmrepro.train import TrainConfig, fit, seed_everything
@@ -43,9 +44,28 @@ def _images(splits: Splits) -> Splits:
 DATA = _images(make_synthetic(levels=(3.0, 0.5), dim=64, num_classes=3, sizes=(96, 32, 32), seed=0))
 
 
+def _prompts() -> Splits:
+    """Images with tokenised prompts: the data MoIR's token model is built for."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(64) % 10
+    ds = DictDataset({"image": torch.rand(64, 1, 28, 28, generator=g), "text": make_prompts(labels, None, 0.9, g),
+                      LABEL: labels}, ("image", "text"))
+    return Splits("prompts", ds, ds, ds, 10, info={"vocab_size": 34, "pad_id": PAD})
+
+
+#: the data each method is built for: row ids for BTW's per-example weights, token prompts for MoIR
+DATA_FOR = {"btw": DATA.with_uids(), "moir": _prompts()}
+ENCODER = {"moir": {"dim": 16}}
+
+
+def data(name: str) -> Splits:
+    return DATA_FOR.get(name, DATA)
+
+
 def make(name: str, seed: int = 0) -> Method:
     seed_everything(seed)
-    return build(name, DATA, encoder="mlp", encoder_kwargs={"hidden": 16, "out_dim": 8}, **KWARGS.get(name, {}))
+    return build(name, data(name), encoder="mlp", encoder_kwargs=ENCODER.get(name, {"hidden": 16, "out_dim": 8}),
+                 **KWARGS.get(name, {}))
 
 
 class _Stop(Exception):
@@ -58,24 +78,25 @@ def _crash_at_epoch_2(method, ctx) -> dict[str, float]:
     return {}
 
 
-def _assert_same_run(resumed: Method, result, reference: Method, expected) -> None:
+def _assert_same_run(resumed: Method, result, reference: Method, expected, name: str = "") -> None:
     pd.testing.assert_frame_equal(result.history.drop(columns="epoch_time"),
                                   expected.history.drop(columns="epoch_time"), check_exact=True)
     assert (result.best_epoch, result.best_score) == (expected.best_epoch, expected.best_score)
     a, b = resumed.state_dict(), reference.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "weights differ"
-    assert torch.equal(predict(resumed, DATA.test).logits, predict(reference, DATA.test).logits)
+    test = data(name).test
+    assert torch.equal(predict(resumed, test).logits, predict(reference, test).logits)
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_resume_after_a_crash_is_exact(name, tmp_path):
     reference = make(name)
-    expected = fit(reference, DATA, CFG)
+    expected = fit(reference, data(name), CFG)
     with pytest.raises(_Stop):
-        fit(make(name), DATA, CFG, checkpoint_dir=str(tmp_path), monitor=_crash_at_epoch_2)
+        fit(make(name), data(name), CFG, checkpoint_dir=str(tmp_path), monitor=_crash_at_epoch_2)
     resumed = make(name, seed=99)  # other initial weights: everything must come from the checkpoint
-    result = fit(resumed, DATA, CFG, checkpoint_dir=str(tmp_path), resume=True)
-    _assert_same_run(resumed, result, reference, expected)
+    result = fit(resumed, data(name), CFG, checkpoint_dir=str(tmp_path), resume=True)
+    _assert_same_run(resumed, result, reference, expected, name)
 
 
 def test_resume_after_sigkill_is_exact(tmp_path):
@@ -130,12 +151,11 @@ def test_corrupt_checkpoint_names_the_file(checkpoint_of_ogm_ge, content):
 
 
 def test_btw_resume_is_exact(tmp_path):
-    """BTW (not in REGISTRY: it brings its own MoE model): its alpha, best loss and per-example weights resume."""
-    from mmrepro.data.btw_data import with_uids
+    """BTW (it brings its own MoE model): its alpha, best loss and per-example weights resume."""
     from mmrepro.methods.btw import BTW
     from mmrepro.models.moe import build_moe_model
 
-    data = with_uids(make_synthetic(levels=(3.0, 0.5), dim=8, num_classes=3, sizes=(96, 32, 32), seed=0))
+    data = make_synthetic(levels=(3.0, 0.5), dim=8, num_classes=3, sizes=(96, 32, 32), seed=0).with_uids()
     cfg = replace(CFG, epochs=5)
 
     def btw(seed: int = 0) -> BTW:

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from mmrepro.data import make_synthetic
-from mmrepro.data.graded_noise import GradedNoise
+from mmrepro.data.corruptions import GradedNoise
 from mmrepro.methods import EAU, QMF, TMC, UDML, Joint, build
 from mmrepro.methods.noise_augmented import NoiseAugmented
 from mmrepro.methods.qmf import energy_confidence, rank_loss
@@ -73,7 +73,7 @@ def test_weights_sum_to_number_of_modalities(toy):
     assert (w.argmax(-1) == u.argmin(-1)).all()  # the least uncertain modality gets the largest weight
     method = _udml(toy).eval()
     method.dependency.copy_(torch.tensor([3.0, 0.5]))
-    out = method.predict(toy.test.__getitems__(range(8)))
+    out = method.predict(toy.test.batch(range(8)))
     assert torch.allclose(out.weights["m0"] + out.weights["m1"], torch.full((8,), 2.0))
 
 
@@ -92,7 +92,7 @@ def test_schedule_switches_at_the_right_epochs(toy):
     calls = []
     real = method.noise
     method.noise = lambda batch: calls.append(1) or real(batch)
-    batch = toy.train.__getitems__(range(16))
+    batch = toy.train.batch(range(16))
     method.train()
     for epoch, expect_noise in ((49, 0), (50, 1)):
         out = method.training_step(batch, _ctx(epoch))
@@ -119,7 +119,7 @@ def test_predictor_learns_levels_that_rank_correctly():
 def test_estimator_gradient_stops_at_the_variance(toy):
     method = _udml(toy)
     method.train()
-    parts = method.forward_parts(toy.train.__getitems__(range(16)))
+    parts = method.forward_parts(toy.train.batch(range(16)))
     parts.intensity["m0"].sum().backward()
     assert all(p.grad is None for p in method.heads.parameters())
     assert all(p.grad is None for p in method.model.encoders.parameters())
@@ -135,20 +135,20 @@ def test_kl_is_zero_at_the_prior_and_prior_scales_with_level():
 def test_inference_is_deterministic_and_dependency_is_saved(toy):
     method = _udml(toy, noise_epoch=0, weight_epoch=0)
     method.train()
-    method.training_step(toy.train.__getitems__(range(32)), _ctx(0))
+    method.training_step(toy.train.batch(range(32)), _ctx(0))
     assert method.dependency_ready and not torch.equal(method.dependency, torch.ones(2))
     state = method.state_dict()
     assert "dependency" in state
     clone = _udml(toy)
     clone.load_state_dict(state)
     clone.eval()
-    batch = toy.test.__getitems__(range(8))
+    batch = toy.test.batch(range(8))
     assert torch.equal(clone.predict(batch).logits, clone.predict(batch).logits)
     assert torch.equal(clone.dependency, method.dependency)
 
 
 def test_scaling_and_ablation_flags(toy):
-    batch = toy.test.__getitems__(range(8))
+    batch = toy.test.batch(range(8))
     direct = _udml(toy, scaling="direct", uncertainty=None, dependency=False).eval()
     parts = direct.forward_parts(batch)
     assert torch.allclose(parts.fused_input["m0"], direct.heads["m0"](direct.model.encode(batch)["m0"])[0])  # w = 1
@@ -157,16 +157,18 @@ def test_scaling_and_ablation_flags(toy):
     for bad in ({"uncertainty": "energy"}, {"dependency": "ema"}, {"scaling": "gate"}):
         with pytest.raises(ValueError, match="valid"):
             _udml(toy, **bad)
-    with pytest.raises(ValueError, match="concat fusion"):
+    with pytest.raises(ValueError, match="UDML supports fusion concat; the model's is 'late'"):
         UDML(build_model(toy, fusion="late"))
 
 
 def test_udml_and_eau_train_end_to_end(toy):
-    for name in ("udml", "eau"):
+    for make in (lambda: build("udml", toy, noise_epoch=1, weight_epoch=2),
+                 lambda: EAU(build_model(toy), noise_epoch=1, weight_epoch=2)):
         torch.manual_seed(0)
-        method = build(name, toy, noise_epoch=1, weight_epoch=2)
-        result = fit(method, toy, TrainConfig(epochs=3, batch_size=32, lr=1e-2))
-        assert len(result.history) == 3 and result.history["train_loss"].notna().all()
+        result = fit(make(), toy, TrainConfig(epochs=3, batch_size=32, lr=1e-2))
+        loss = result.history["train_loss"]
+        assert len(loss) == 3 and loss.iloc[-1] < loss.iloc[0], "training must lower the loss"
+        assert result.history["val_accuracy"].max() > 0.6, "m0 alone separates the 3 classes well above chance"
     assert EAU(build_model(toy)).score == "code"
 
 
@@ -185,24 +187,45 @@ def test_qmf_confidence_and_rank_loss():
     assert energy_confidence(sharp) > energy_confidence(flat)
     conf, loss = torch.tensor([1.0, 0.0]), torch.tensor([0.1, 2.0])
     assert rank_loss(conf, loss) == 0 and rank_loss(conf.flip(0), loss) > 0
-    with pytest.raises(ValueError, match="a head per modality"):
+    with pytest.raises(ValueError, match="QMF supports fusion late, sum; the model's is 'concat'"):
         QMF(build_model(make_synthetic(sizes=(8, 8, 8)), fusion="concat"))
 
 
 def test_qmf_tmc_and_noise_augmented_train(toy):
     noise = default_noise(toy)
-    for name in ("qmf", "tmc"):
-        torch.manual_seed(0)
-        method = build(name, toy)
-        out = method.training_step(toy.train.__getitems__(range(16)), _ctx(1))
-        out.loss.backward()
-        assert torch.isfinite(out.loss) and out.output.weights is not None
-    assert isinstance(build("tmc", toy), TMC)
+    batch = toy.train.batch(range(16))
+    torch.manual_seed(0)
+    qmf = build("qmf", toy)
+    out = qmf.training_step(batch, _ctx(1)).output
+    fused = sum(out.weights[m].unsqueeze(-1) * out.unimodal_logits[m] for m in toy.modalities)
+    assert torch.allclose(out.logits, fused), "QMF fuses heads weighted by their energy confidence"
+    tmc = build("tmc", toy)
+    assert isinstance(tmc, TMC)
+    step = tmc.training_step(batch, _ctx(1))
+    step.loss.backward()
+    alphas = {m: lg.exp() for m, lg in step.output.unimodal_logits.items()}
+    assert torch.allclose(step.output.logits.exp(), dempster_combine(alphas["m0"], alphas["m1"]), atol=1e-5)
+    assert all(((w >= 0) & (w < 1)).all() for w in step.output.weights.values()), "belief mass = 1 - uncertainty"
+    assert all(tmc.model.encoders[m].net[0].weight.grad.abs().sum() > 0 for m in toy.modalities)
     joint = Joint(build_model(toy))
     wrapped = NoiseAugmented(joint, noise, start_epoch=2)
     seen = []
     joint.training_step = lambda batch, ctx: seen.append(batch["m0"].clone()) or Joint.training_step(joint, batch, ctx)
-    batch = toy.train.__getitems__(range(16))
+    batch = toy.train.batch(range(16))
     wrapped.training_step(batch, _ctx(1))
     wrapped.training_step(batch, _ctx(2))
     assert torch.equal(seen[0], batch["m0"]) and not torch.equal(seen[1], batch["m0"])
+
+
+def test_noise_level_scores_cover_every_modality_and_level_and_are_seeded(toy):
+    from mmrepro.methods.udml import noise_level_scores
+
+    torch.manual_seed(0)
+    method = _udml(toy)
+    noise = default_noise(toy)
+    scores = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
+    assert len(scores) == 2 * 2 * len(toy.test) and set(scores.modality) == {"m0", "m1"}
+    variance = scores.groupby(["modality", "level"])["embedding variance"].mean()
+    assert all(variance[(m, 11)] != variance[(m, 1)] for m in ("m0", "m1")), "corruption must reach the embedding"
+    again = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
+    assert again.equals(scores), "the corruption is drawn from the given seed"

@@ -1,9 +1,21 @@
 """AV-Digits: spoken digits (FSDD) paired with handwritten digits (MNIST test set).
 
 Each of the 3,000 FSDD recordings gets a distinct MNIST test image of the same
-digit (a fixed-seed pairing, AV-MNIST style).  Splits follow FSDD's own
-convention by recording index: 0-4 test, 5-49 train, and a validation split
-carved from train by index (default 5-9), so model selection never sees test.
+digit (a fixed-seed pairing, AV-MNIST style).  Two splits:
+
+- ``split="recording"`` (default) follows FSDD's own convention by recording
+  index: 0-4 test, 5-49 train, and a validation split carved from train by
+  index (default 5-9), so model selection never sees test.  Every speaker
+  appears in every split.
+- ``split="speaker"`` holds speakers out: the test set is every clip of
+  ``TEST_SPEAKERS`` (two of FSDD's six voices, 1,000 clips), validation every
+  clip of ``VAL_SPEAKERS`` (one voice, 500 clips), and train the other three
+  voices (1,500 clips), so test voices are never heard in training or model
+  selection.  Two test voices rather than one keep the test set from measuring
+  a single voice; preprocessing is the same (standardised on this split's train).
+
+Metadata keys: ``_speaker`` (index into ``fsdd_speakers()``), ``_index`` (FSDD's
+recording index) and ``_mnist_index`` (the paired MNIST test image).
 
 Difficulty controls make the modality imbalance adjustable: ``image_noise``
 (std of fixed per-image Gaussian pixel noise, pixels in [0, 1]) and
@@ -31,6 +43,9 @@ from .download import DataError, cache_dir, cached_tensors, fsdd_source, locate,
 
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 PREPROCESSING_VERSION = 2  # 2: the cache file holds its tensors' checksum
+SPLITS = ("recording", "speaker")
+TEST_SPEAKERS = ("theo", "yweweler")
+VAL_SPEAKERS = ("nicolas",)
 
 
 @dataclass(frozen=True)
@@ -70,13 +85,26 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
     """Read a gzipped IDX file (the MNIST format) into a uint8 array."""
     with gzip.open(path, "rb") as handle:
         raw = handle.read()
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def read_mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 10,000 MNIST test images (uint8, N x 28 x 28) and their labels (int64), located and verified."""
+    folder = locate(mnist_source())
+    images = torch.from_numpy(read_idx(folder / "t10k-images-idx3-ubyte.gz").copy())
+    labels = torch.from_numpy(read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    return images, labels
+
+
+def fsdd_speakers() -> tuple[str, ...]:
+    """FSDD's speaker names in sorted order (``_speaker`` indexes this tuple)."""
+    return tuple(sorted({_NAME.match(Path(n).name).group(2) for n in fsdd_source().manifest}))
 
 
 def _load_waveform(path: Path, cfg: AVDigitsConfig) -> np.ndarray:
@@ -98,7 +126,6 @@ def _add_white_noise(waves: torch.Tensor, snr_db: float, generator: torch.Genera
 
 def _build(cfg: AVDigitsConfig) -> dict[str, torch.Tensor]:
     fsdd = locate(fsdd_source())
-    mnist = locate(mnist_source())
     names = sorted(fsdd_source().manifest)
     meta = [_NAME.match(Path(n).name) for n in names]
     if any(m is None for m in meta):
@@ -117,8 +144,7 @@ def _build(cfg: AVDigitsConfig) -> dict[str, torch.Tensor]:
     )
     audio = torch.log(mel(waves) + 1e-6).unsqueeze(1)  # (N, 1, n_mels, frames)
 
-    images = torch.from_numpy(_read_idx(mnist / "t10k-images-idx3-ubyte.gz").copy())
-    labels = torch.from_numpy(_read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    images, labels = read_mnist_test()
     pair_gen = torch.Generator().manual_seed(cfg.pairing_seed)
     chosen = torch.empty(len(names), dtype=torch.long)
     for d in range(10):
@@ -135,9 +161,36 @@ def _cached(cfg: AVDigitsConfig) -> dict[str, torch.Tensor]:
     return cached_tensors(path, lambda: _build(cfg), f"AV-Digits with {cfg}")
 
 
-def load_av_digits(config: AVDigitsConfig | None = None, **overrides) -> Splits:
+def _speaker_mask(speaker: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+    known = fsdd_speakers()
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown or no speakers {unknown or '()'}; FSDD's speakers are {list(known)}")
+    return torch.isin(speaker, torch.tensor([known.index(n) for n in names]))
+
+
+def _split_masks(t: dict[str, torch.Tensor], cfg: AVDigitsConfig, split: str, test_speakers: tuple[str, ...],
+                 val_speakers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Boolean row masks of train, val and test for one split scheme."""
+    if split == "recording":
+        is_test = t["index"] < 5
+        is_val = torch.isin(t["index"], torch.tensor(cfg.val_indices))
+    elif split == "speaker":
+        both = sorted(set(test_speakers) & set(val_speakers))
+        if both:
+            raise ValueError(f"a speaker cannot be both test and validation: {both}")
+        is_test, is_val = _speaker_mask(t["speaker"], test_speakers), _speaker_mask(t["speaker"], val_speakers)
+    else:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    return {"train": ~is_test & ~is_val, "val": is_val, "test": is_test}
+
+
+def load_av_digits(config: AVDigitsConfig | None = None, split: str = "recording",
+                   test_speakers: tuple[str, ...] = TEST_SPEAKERS, val_speakers: tuple[str, ...] = VAL_SPEAKERS,
+                   **overrides) -> Splits:
     """The AV-Digits splits; ``overrides`` replace fields of the default config.
 
+    ``split`` is ``"recording"`` (FSDD's index split) or ``"speaker"`` (held-out voices; see the module doc).
     The spectrogram is standardised with the training split's mean and std;
     images stay in [0, 1] so that corruptions can clip to the valid range.
     """
@@ -145,14 +198,17 @@ def load_av_digits(config: AVDigitsConfig | None = None, **overrides) -> Splits:
     if config is not None and overrides:
         raise ValueError("pass either a config or keyword overrides, not both")
     t = _cached(cfg)
-    is_test = t["index"] < 5
-    is_val = torch.isin(t["index"], torch.tensor(cfg.val_indices))
-    parts = {"train": ~is_test & ~is_val, "val": is_val, "test": is_test}
+    parts = _split_masks(t, cfg, split, tuple(test_speakers), tuple(val_speakers))
     audio = t["audio"]
     mean, std = audio[parts["train"]].mean(), audio[parts["train"]].std()
-    full = DictDataset({**t, "audio": (audio - mean) / std}, ("audio", "image"))
+    tensors = {"audio": (audio - mean) / std, "image": t["image"], LABEL: t[LABEL],
+               "_speaker": t["speaker"], "_index": t["index"], "_mnist_index": t["mnist_index"]}
+    full = DictDataset(tensors, ("audio", "image"))
     subsets = {k: full.subset(mask.nonzero().squeeze(1)) for k, mask in parts.items()}
+    info = {"config": asdict(cfg), "split": split}
+    if split == "speaker":
+        info["speakers"] = {"test": list(test_speakers), "val": list(val_speakers)}
     return Splits(
-        "av_digits", subsets["train"], subsets["val"], subsets["test"], num_classes=10,
-        valid_range={"audio": None, "image": (0.0, 1.0)}, info={"config": asdict(cfg)},
+        "av_digits" if split == "recording" else "av_digits_speaker", subsets["train"], subsets["val"], subsets["test"],
+        num_classes=10, valid_range={"audio": None, "image": (0.0, 1.0)}, info=info,
     )

@@ -1,6 +1,6 @@
-"""Find, download and verify the raw files behind AV-Digits.
+"""Find, download and verify the raw files behind AV-Digits and UCI Multiple Features.
 
-Search order for a dataset folder (``fsdd/`` or ``mnist/``):
+Search order for a dataset folder (``fsdd/``, ``mnist/`` or ``mfeat/``):
 
 1. ``$MMREPRO_DATA_DIR/<name>`` when that variable is set;
 2. the user cache, ``$MMREPRO_CACHE_DIR`` or ``~/.cache/mmrepro``, under ``data/<name>``;
@@ -61,7 +61,8 @@ class Source:
     licence: str = ""
 
 
-def _manifest(filename: str) -> dict[str, str]:
+def manifest(filename: str) -> dict[str, str]:
+    """The ``{relative path: sha256}`` manifest shipped in ``mmrepro/data/checksums``."""
     text = resources.files("mmrepro.data").joinpath("checksums", filename).read_text()
     pairs = (line.split(maxsplit=1) for line in text.splitlines() if line.strip())
     return {path.strip(): digest for digest, path in pairs}
@@ -71,7 +72,7 @@ def fsdd_source() -> Source:
     """Free Spoken Digit Dataset v1.0.10 (CC BY-SA 4.0), pinned to one commit."""
     return Source(
         "fsdd",
-        _manifest("fsdd.sha256"),
+        manifest("fsdd.sha256"),
         archive_urls=(f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{FSDD_COMMIT}.zip",),
         licence="CC BY-SA 4.0",
     )
@@ -81,7 +82,7 @@ def mnist_source() -> Source:
     """The MNIST test set (CC BY-SA 3.0); mirrors tried in order."""
     return Source(
         "mnist",
-        _manifest("mnist.sha256"),
+        manifest("mnist.sha256"),
         file_base_urls=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
         licence="CC BY-SA 3.0",
     )

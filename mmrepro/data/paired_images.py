@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from .av_digits import _read_idx
-from .core import LABEL, DictDataset, Splits
-from .download import DataError, locate, mnist_source
+from .av_digits import read_mnist_test
+from .core import LABEL, DictDataset, Splits, split_rows
+from .download import DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -111,10 +111,8 @@ def load_paired_folder(root: str | Path, modalities: Sequence[str] | None = None
 @functools.lru_cache(maxsize=1)
 def _mnist() -> tuple[torch.Tensor, torch.Tensor]:
     """The MNIST test images (float in [0, 1]) and labels, read once per process (callers index copies)."""
-    folder = locate(mnist_source())
-    images = torch.from_numpy(_read_idx(folder / "t10k-images-idx3-ubyte.gz").copy()).float().div(255.0)
-    labels = torch.from_numpy(_read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    return images, labels
+    images, labels = read_mnist_test()
+    return images.float().div(255.0), labels
 
 
 def _hue_colours(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -181,9 +179,7 @@ def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int
     background = 0.5 * _texture(n, side, gen) + rgb_noise * torch.randn(n, 3, side, side, generator=gen)
     rgb = (stroke + (1 - digits) * background).clamp(0.0, 1.0)
 
-    full = DictDataset({"rgb": rgb, "depth": depth, LABEL: labels[idx], "index": idx}, ("rgb", "depth"))
-    bounds = np.cumsum([0, *sizes])
-    parts = [full.subset(torch.arange(int(bounds[i]), int(bounds[i + 1]))) for i in range(3)]
+    parts = split_rows({"rgb": rgb, "depth": depth, LABEL: labels[idx], "_index": idx}, ("rgb", "depth"), sizes)
     info = {"sizes": sizes, "side": side, "swapped": swapped, "rgb_noise": rgb_noise, "depth_mismatch": depth_mismatch,
             "depth_blur": depth_blur, "depth_ramp": depth_ramp, "seed": seed}
     return Splits("digits_rgbd" + ("_swapped" if swapped else ""), *parts, num_classes=10,

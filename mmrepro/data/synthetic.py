@@ -14,13 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .core import LABEL, DictDataset, Splits, Task
-
-
-def _split(tensors: dict[str, torch.Tensor], modalities: tuple[str, ...], sizes: tuple[int, int, int]):
-    bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
-    full = DictDataset(tensors, modalities)
-    return [full.subset(torch.arange(bounds[i], bounds[i + 1])) for i in range(3)]
+from .core import LABEL, Splits, Task, split_rows
 
 
 def make_synthetic(
@@ -54,7 +48,7 @@ def make_synthetic(
             direction = torch.nn.functional.normalize(torch.randn(dim, generator=gen), dim=0)
             tensors[m] = level * latents[:, i : i + 1] * direction + torch.randn(n, dim, generator=gen)
         tensors[LABEL] = latents.sum(1, keepdim=True)
-    train, val, test = _split(tensors, modalities, sizes)
+    train, val, test = split_rows(tensors, modalities, sizes)
     return Splits(
         "synthetic", train, val, test, num_classes=num_classes if task == "classification" else 1, task=task,
         valid_range={m: None for m in modalities}, info={"levels": list(levels), "dim": dim, "seed": seed},

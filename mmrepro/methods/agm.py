@@ -30,7 +30,7 @@ from torch import Tensor
 from ..data.core import LABEL, Batch
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_range, check_window, require_modalities, require_task
+from .checks import check_range, check_window, require_modalities
 
 
 def scale_gradient(x: Tensor, k: Tensor) -> Tensor:
@@ -82,7 +82,6 @@ class AGM(Method):
     def __init__(self, model: MultimodalModel, alpha: float = 1.0, modulation_starts: int = 0,
                  modulation_ends: int = 20, clip: bool = True, task: str = "classification"):
         super().__init__(model, task)
-        require_task("AGM", task)
         require_modalities("AGM", model)
         check_range("AGM alpha", alpha, 0)
         check_window(modulation_starts, modulation_ends)

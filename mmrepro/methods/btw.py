@@ -27,7 +27,7 @@ MoE; ``"kl"`` and ``"mi"`` are the one-level ablations.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Mapping
+from typing import Literal, Mapping
 
 import numpy as np
 import torch
@@ -36,14 +36,11 @@ from sklearn.metrics import mutual_info_score
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.btw_data import UID
-from ..data.core import LABEL, Batch, DictDataset, Splits, iterate
-from ..models.moe import MoEFusion, load_balance_loss
-from ..models.multimodal import MultimodalModel, Output, build_model
-from .base import Joint, Method, StepOut, task_loss
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..train import Context, TrainConfig
+from ..data.core import LABEL, UID, Batch, DictDataset, Splits, iterate
+from ..models.moe import build_moe_model, load_balance_loss
+from ..models.multimodal import MultimodalModel, Output
+from ..train import Context, TrainConfig
+from .base import Method, StepOut, fit_submodel, task_loss, unimodal
 
 Weighting = Literal["none", "kl", "mi", "kl+mi"]
 WEIGHTINGS = ("none", "kl", "mi", "kl+mi")
@@ -101,29 +98,22 @@ def btw_weights(kl: Tensor, mi: Tensor, weighting: Weighting = "kl+mi", inverse_
     return normalise({"kl": d, "mi": i, "kl+mi": d * i}[weighting])
 
 
-def train_unimodal(splits: Splits, cfg: "TrainConfig", encoder: str = "auto", **encoder_kwargs) -> dict[str, Method]:
+def train_unimodal(splits: Splits, cfg: TrainConfig, encoder: str = "auto", **encoder_kwargs) -> dict[str, Method]:
     """One joint-trained, validation-selected predictor per modality (BTW's stage 0)."""
-    from ..train import fit
-
-    predictors = {}
-    for m in splits.modalities:
-        alone = splits.select([m])
-        predictors[m] = Joint(build_model(alone, encoder, "concat", **encoder_kwargs), task=splits.task)
-        fit(predictors[m], alone, cfg)
-    return predictors
+    return {m: fit_submodel(unimodal(splits, m, encoder, "concat", **encoder_kwargs), splits.select([m]), cfg)
+            for m in splits.modalities}
 
 
 class BTW(Method):
     """Sparse-MoE fusion whose modality tokens are scaled by bi-level KL x MI weights."""
 
+    fusions = ("moe",)
+
     def __init__(self, model: MultimodalModel, task: str = "classification", weighting: Weighting = "kl+mi",
                  inverse_kl: bool = False, spread: str = "fixed", alpha: float = 0.5, alpha_step: float = 0.05,
                  warmup: int = 1, balance_weight: float = 0.0, unimodal: Mapping[str, Method] | None = None,
-                 unimodal_cfg: "TrainConfig | None" = None):
+                 unimodal_cfg: TrainConfig | None = None):
         super().__init__(model, task)
-        if not isinstance(model.fusion, MoEFusion):
-            raise TypeError(f"BTW weights the tokens of a MoEFusion; got {type(model.fusion).__name__} "
-                            f"(build the model with mmrepro.models.moe.build_moe_model)")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         if spread not in SPREADS:
@@ -146,24 +136,30 @@ class BTW(Method):
         self.register_buffer("mi", torch.empty(0))  # (M,) normalised modality-level weights
         self.history: list[dict[str, float]] = []
 
+    @classmethod
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   **encoder_kwargs) -> MultimodalModel:
+        """The core's encoders and a default ``MoEFusion`` (``build_moe_model`` for other MoE settings)."""
+        return build_moe_model(splits, encoder, encoder_kwargs)
+
     @property
     def fusion_modalities(self) -> tuple[str, ...]:
         return self.model.fusion.modalities
 
     # ----- stage 0: frozen unimodal predictors and their predictions ---------------------------------
-    def fit_begin(self, ctx: "Context") -> None:
+    def fit_begin(self, ctx: Context) -> None:
         self.alpha_now, self.best_val_loss, self.history = self.alpha, float("inf"), []
         if self.weighting == "none":
             return
         parts = [ctx.splits.train, ctx.splits.val, ctx.splits.test]
         if any(UID not in d.tensors for d in parts):
             raise KeyError(f"BTW keeps per-example weights by the '{UID}' key; wrap the splits with "
-                           "mmrepro.data.btw_data.with_uids(splits)")
+                           "splits.with_uids()")
         if self.unimodal is None:
             self.unimodal = nn.ModuleDict(train_unimodal(ctx.splits, self.unimodal_cfg or ctx.cfg))
         self.unimodal.requires_grad_(False).eval()
         n = int(max(d.tensors[UID].max() for d in parts)) + 1
-        outputs = torch.zeros(n, len(self.fusion_modalities), self.model.fusion.head[-1].out_features)
+        outputs = torch.zeros(n, len(self.fusion_modalities), self.model.fusion.num_classes)
         for d in parts:
             outputs[d.tensors[UID]] = self._unimodal_outputs(d).cpu()
         self.unimodal_outputs = outputs.to(ctx.device)
@@ -205,7 +201,7 @@ class BTW(Method):
         w = None if weights is None else {m: weights[:, j] for j, m in enumerate(self.fusion_modalities)}
         return Output(logits, uni, features, w), (gates[0] if gates else None)
 
-    def training_step(self, batch: Batch, ctx: "Context") -> StepOut:
+    def training_step(self, batch: Batch, ctx: Context) -> StepOut:
         out, gates = self._forward(batch, with_gates=True)
         loss = self.loss(out.logits, batch)
         logs = {"loss": loss.detach()}
@@ -223,7 +219,7 @@ class BTW(Method):
     def _fused(self, dataset: DictDataset, device: torch.device) -> Tensor:
         return torch.cat([self.predict({k: v.to(device) for k, v in b.items()}).logits.float() for b in iterate(dataset)])
 
-    def epoch_end(self, epoch: int, ctx: "Context") -> None:
+    def epoch_end(self, epoch: int, ctx: Context) -> None:
         if self.weighting == "none" or epoch + 1 < self.warmup:
             return
         was_training = self.training

@@ -7,12 +7,6 @@ import math
 from ..models.multimodal import MultimodalModel
 
 
-def require_task(method: str, task: str, valid: tuple[str, ...] = ("classification",)) -> None:
-    """Refuse a task the method is not defined for (e.g. regression for a class-probability score)."""
-    if task not in valid:
-        raise ValueError(f"{method} supports task {' or '.join(map(repr, valid))}, got {task!r}")
-
-
 def require_modalities(method: str, model: MultimodalModel, exactly: int | None = None) -> None:
     """Refuse one modality (every balancing method is degenerate there), or a count other than ``exactly``."""
     n = len(model.modalities)
@@ -41,9 +35,3 @@ def check_window(starts: int, ends: int) -> None:
 def check_choice(name: str, value: object, valid: tuple) -> None:
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, valid))}")
-
-
-def require_fusion(method: str, model: MultimodalModel, kind: type, what: str) -> None:
-    """Refuse a fusion head the method is not defined on; ``what`` says which it needs, by name."""
-    if not isinstance(model.fusion, kind):
-        raise ValueError(f"{method} needs {what}, got {type(model.fusion).__name__}")

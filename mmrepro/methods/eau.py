@@ -27,11 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import LABEL, Batch
-from ..data.graded_noise import GradedNoise
-from ..models.fusion import ConcatFusion
+from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_choice, check_range, require_fusion, require_modalities, require_task
+from .checks import check_choice, check_range, require_modalities
 from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl, inverse_uncertainty_weights
 
 Score = Literal["code", "variance"]
@@ -52,9 +51,7 @@ class EAU(Method):
                  beta: float = 1e-5, noise_epoch: int = 50, weight_epoch: int = 0, score: Score = "code",
                  per_channel: bool = True, detach: bool = False, task: str = "classification"):
         super().__init__(model, task)
-        require_task("EAU", task)
         require_modalities("EAU", model)
-        require_fusion("EAU", model, ConcatFusion, "concat fusion (one linear head on the concatenation)")
         check_choice("EAU score", score, ("code", "variance"))
         for name, value in (("gamma", gamma), ("beta", beta), ("noise_epoch", noise_epoch), ("weight_epoch", weight_epoch)):
             check_range(f"EAU {name}", value, 0)

@@ -26,7 +26,7 @@ from ..data.core import Batch, DictDataset
 from ..models.auxiliary import AuxiliaryHeads
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import require_modalities, require_task
+from .checks import require_modalities
 
 FUSED = "fused"
 
@@ -52,7 +52,6 @@ class GBlending(Method):
 
     def __init__(self, model: MultimodalModel, super_epoch: int = 1, task: str = "classification"):
         super().__init__(model, task)
-        require_task("G-Blending", task)
         require_modalities("G-Blending", model)
         if super_epoch < 1:
             raise ValueError(f"G-Blending super_epoch must be an integer >= 1, got {super_epoch}")

@@ -29,10 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Batch
-from ..models.fusion import LateFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import LateFusionTraining, StepOut
-from .checks import check_range, require_fusion, require_modalities, require_task
+from .checks import check_range, require_modalities
 
 
 class MMTM(nn.Module):
@@ -85,9 +84,7 @@ class Greedy(LateFusionTraining):
     def __init__(self, model: MultimodalModel, epsilon: float = 0.01, window: int = 5, starting_epoch: int = 2,
                  mmtm_ratio: float = 4.0, task: str = "classification"):
         super().__init__(model, task)
-        require_task("Greedy", task)
         require_modalities("Greedy", model, exactly=2)
-        require_fusion("Greedy", model, LateFusion, "late fusion (a head per branch, predictions averaged)")
         check_range("Greedy epsilon", epsilon, 0)
         check_range("Greedy mmtm_ratio", mmtm_ratio, 0, low_open=True)
         if window < 1 or starting_epoch < 0:

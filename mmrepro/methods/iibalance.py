@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
 from typing import Mapping
 
 import pandas as pd
@@ -50,7 +49,7 @@ from .. import evaluate, validate
 from ..data.core import LABEL, Batch, DictDataset, Splits
 from ..models.fusion import make_fusion
 from ..models.multimodal import MultimodalModel, Output
-from .base import Joint, Method, StepOut
+from .base import Joint, Method, StepOut, fit_submodel
 
 ESTIMATORS = ("vinfo", "accuracy")
 TRIGGERS = ("budget", "always", "forced", "off")
@@ -97,15 +96,13 @@ def estimate_budgets(model: MultimodalModel, splits: Splits, cfg, epochs: int | 
 
     Returns one row per modality with columns vinfo, accuracy, val_nll, val_accuracy.
     """
-    from ..train import fit  # the training loop imports methods; import it late
-
     entropy = label_entropy(splits.train.tensors[LABEL], splits.num_classes)
     rows = {}
     for m in model.modalities:
         enc = _fresh_copy(model.encoders[m])
         uni = Joint(MultimodalModel({m: enc}, make_fusion("sum", {m: int(enc.out_dim)}, splits.num_classes)))
         one = splits.select([m])
-        fit(uni, one, replace(cfg, epochs=epochs or cfg.epochs, checkpoint_dir=None, resume=False, progress=False))
+        fit_submodel(uni, one, cfg, epochs=epochs or cfg.epochs)
         p = evaluate.predict(uni, one.val)
         rows[m] = budget_from_predictions(p.logits, p.labels, entropy)
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -229,7 +226,10 @@ class GateNet(nn.Module):
 # ---- the method -------------------------------------------------------------------------------
 
 class IIBalance(Method):
-    """IIBalance on a model whose fusion exposes unimodal logits (use ``fusion="sum"``)."""
+    """IIBalance on a model whose fusion exposes unimodal logits (by default ``fusion="sum"``)."""
+
+    fusions = ("sum", "late", "concat")
+    tasks = ("classification",)
 
     def __init__(self, model: MultimodalModel, budgets: pd.DataFrame | Mapping[str, Mapping[str, float]] | None = None,
                  estimator: str = "vinfo", prior: str = "linear", budget_epochs: int | None = None,
@@ -240,8 +240,6 @@ class IIBalance(Method):
                  gate_steps: int = 200,
                  task: str = "classification"):
         super().__init__(model, task)
-        if task != "classification":
-            raise ValueError("IIBalance budgets and prototypes need class labels; it supports classification only")
         for name, value, valid in (("estimator", estimator, ESTIMATORS), ("trigger", trigger, TRIGGERS),
                                    ("gate", gate, GATES), ("fusion_form", fusion_form, ("auto", *FORMS)),
                                    ("realised_from", realised_from, ("proto", "head"))):
@@ -266,7 +264,7 @@ class IIBalance(Method):
         self.budgets: pd.DataFrame | None = None
         mods = self.modalities
         n = len(mods)
-        num_classes = self._num_classes()
+        num_classes = model.fusion.num_classes
         for m in mods:
             self.register_buffer(f"proto_{m}", torch.zeros(num_classes, int(model.encoders[m].out_dim)))
             self.register_buffer(f"seen_{m}", torch.zeros(num_classes, dtype=torch.bool))
@@ -284,15 +282,6 @@ class IIBalance(Method):
         self._lam = 0.0
         if budgets is not None:
             self.set_budgets(budgets)
-
-    def _num_classes(self) -> int:
-        fusion = self.model.fusion
-        if hasattr(fusion, "heads"):
-            return next(iter(fusion.heads.values())).out_features
-        if hasattr(fusion, "fc"):
-            return fusion.fc.out_features
-        raise ValueError(f"IIBalance needs a fusion with unimodal heads ('sum', 'late' or 'concat'), "
-                         f"got {type(fusion).__name__}")
 
     # -- 1. budgets, prior, anchor --
     def set_budgets(self, budgets: pd.DataFrame | Mapping[str, Mapping[str, float]]) -> None:

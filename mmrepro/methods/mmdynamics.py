@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.core import LABEL, Batch
-from ..models.fusion import ConcatFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_range, require_fusion, require_modalities, require_task
+from .checks import check_range, require_modalities
 
 
 class InformativenessBranch(nn.Module):
@@ -55,9 +54,7 @@ class MMDynamics(Method):
 
     def __init__(self, model: MultimodalModel, dropout: float = 0.5, task: str = "classification"):
         super().__init__(model, task)
-        require_task("MMDynamics", task)
         require_modalities("MMDynamics", model)
-        require_fusion("MMDynamics", model, ConcatFusion, "concat fusion (one classifier on the concatenation)")
         check_range("MMDynamics dropout", dropout, 0, 1, high_open=True)
         classes = model.fusion.fc.out_features
         self.branches = nn.ModuleDict({m: InformativenessBranch(int(d), classes, dropout)

@@ -25,7 +25,7 @@ from ..data.core import Batch
 from ..models.auxiliary import AuxiliaryHeads
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import check_range, require_modalities, require_task
+from .checks import check_range, require_modalities
 
 
 def pareto_weight(g_mm: Tensor, g_uni: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,7 +54,6 @@ class MMPareto(Method):
     def __init__(self, model: MultimodalModel, gamma: float = 1.5, rescale: bool = True,
                  task: str = "classification"):
         super().__init__(model, task)
-        require_task("MMPareto", task, self.tasks)
         require_modalities("MMPareto", model)
         check_range("MMPareto gamma", gamma, 0, low_open=True)
         self.gamma, self.rescale = gamma, rescale

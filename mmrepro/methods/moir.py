@@ -18,19 +18,17 @@ classic balancing baseline the chapter compares with.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.core import Batch
+from ..data.core import Batch, Splits
 from ..models.multimodal import Output
-from ..models.token_model import TokenModel
+from ..models.token_model import TokenModel, build_token_model
+from ..train import Context
 from .base import Method, StepOut
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..train import Context
 
 Level = Literal["channel", "token"]
 Select = Literal["bottom", "top", "random"]
@@ -91,6 +89,23 @@ def informativeness(x: Tensor, mask: Tensor, level: Level = "channel", scoring: 
     if level == "token":
         scores = scores.masked_fill(mask & ~valid, float("inf"))
     return scores
+
+
+@torch.no_grad()
+def token_ranks(model: TokenModel, batch: Batch) -> dict[tuple[str, str], float]:
+    """Mean effective rank of each stream's and of the joint token matrix, before and after the router,
+    keyed ``("before" | "after", stream | "joint")``."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    raw = model.tokens({k: v.to(device) for k, v in batch.items()})
+    ranks = {}
+    for when, toks in (("before", raw), ("after", model.route(raw))):
+        for m, (x, mask) in toks.items():
+            ranks[(when, m)] = effective_rank(x, mask).mean().item()
+        x = torch.cat([t[0] for t in toks.values()], 1)
+        mask = torch.cat([t[1] for t in toks.values()], 1)
+        ranks[(when, "joint")] = effective_rank(x, mask).mean().item()
+    return ranks
 
 
 def effective_rank(x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -223,13 +238,20 @@ class MoIR(Method):
     ``p`` of the training samples (the classic balancing baseline).
     """
 
+    fusions = ("token",)
+    tasks = ("classification",)
+
     def __init__(self, model: TokenModel, task: str = "classification", modality_dropout: float = 0.0):
-        if not isinstance(model, TokenModel):
-            raise TypeError(f"MoIR trains a TokenModel (mmrepro.models.token_model), got {type(model).__name__}")
         if not 0 <= modality_dropout < 1:
             raise ValueError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
         super().__init__(model, task)  # type: ignore[arg-type]
         self.modality_dropout = modality_dropout
+
+    @classmethod
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   **token_kwargs) -> TokenModel:
+        """A ``TokenModel`` for ``splits`` (``token_kwargs`` go to ``build_token_model``; ``encoder`` is unused)."""
+        return build_token_model(splits, **token_kwargs)
 
     def keep_masks(self, batch: Batch) -> dict[str, Tensor] | None:
         """Per-sample stream keep-masks for modality dropout (at most one stream dropped per sample)."""
@@ -242,7 +264,7 @@ class MoIR(Method):
         which = torch.randint(len(mods), (n,), device=device)
         return {m: ~(drop & (which == i)) for i, m in enumerate(mods)}
 
-    def training_step(self, batch: Batch, ctx: "Context") -> StepOut:
+    def training_step(self, batch: Batch, ctx: Context) -> StepOut:
         out = self.model(batch, keep=self.keep_masks(batch), unimodal=False)
         loss = self.loss(out.logits, batch)
         return StepOut(loss, out, {"loss": loss.detach()})

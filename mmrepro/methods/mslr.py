@@ -24,10 +24,9 @@ from torch import Tensor
 
 from .. import evaluate
 from ..data.core import Batch
-from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
-from .checks import check_range, check_window, require_fusion, require_modalities, require_task
+from .checks import check_range, check_window, require_modalities
 
 
 def accuracy_ratio(history: list[Tensor], current: Tensor, memory: int) -> Tensor:
@@ -46,9 +45,7 @@ class MSLR(Joint):
     def __init__(self, model: MultimodalModel, lr_scales: dict[str, float] | None = None, memory: int = 5,
                  modulation_starts: int = 0, modulation_ends: int = 10**6, task: str = "classification"):
         super().__init__(model, task)
-        require_task("MSLR", task)
         require_modalities("MSLR", model)
-        require_fusion("MSLR", model, SumFusion, "a head per modality (fusion 'sum' or 'late')")
         scales = {m: 1.0 for m in model.modalities} | dict(lr_scales or {})
         unknown = sorted(set(scales) - set(model.modalities))
         if unknown:

@@ -13,7 +13,8 @@ Image Understanding Models", ICLR 2026 (arXiv 2602.22644).  Per mini-batch:
    ``K_m = alpha - beta * sigmoid(lambda * (T_m - gamma))``, decreasing in FRM.
 5. **Intervention**: scale modality m's encoder gradients by ``K_m`` ("grad"),
    its auxiliary loss ("loss"), both ("hybrid"), or its learning rate ("lr",
-   Algorithm 1; the one that survives Adam's normalisation).
+   Algorithm 1; the one that survives Adam's normalisation, through the
+   ``learning_rate_factors`` hook that the runner applies).
 
 The host is a late-fusion model whose per-modality heads double as auxiliary
 heads, trained on full data or with random per-sample modality dropout.
@@ -22,7 +23,6 @@ MWAM is training-only: ``predict`` is the host's.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, Sequence
 
@@ -32,8 +32,7 @@ from torch import Tensor
 
 from .. import validate
 from ..data.core import LABEL, Batch, DictDataset, iterate
-from ..evaluate import accuracy, predict
-from ..models.fusion import LateFusion
+from ..evaluate import modality_subsets
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -163,31 +162,6 @@ def weight_schedule(t: Tensor, alpha: float = 1.5, beta: float = 1.0, lam: float
 
 # ----------------------------------------------------------------------------- the paper's metrics
 
-def modality_subsets(modalities: Sequence) -> list[tuple]:
-    """Every non-empty subset, singletons first, the full set last."""
-    return [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
-
-
-def subset_accuracies(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
-    """Accuracy with only each subset present (the others dropped from the batch), keyed "a+b"."""
-    out = {}
-    for subset in modality_subsets(modalities):
-        p = predict(method, dataset, drop=[m for m in modalities if m not in subset])
-        out["+".join(subset)] = accuracy(p.logits, p.labels)
-    return out
-
-
-def collapse_rate(accuracies: dict[str, float], modalities: Sequence[str]) -> float:
-    """Performance Collapse Rate (%): mean over incomplete subsets of ``(A_full - A_S) / A_full``."""
-    full = accuracies["+".join(modalities)]
-    if full <= 0:
-        raise ValueError(f"PCR is undefined when the full-modality accuracy is {full}")
-    partial = [a for s, a in accuracies.items() if s != "+".join(modalities)]
-    if not partial:
-        raise ValueError("PCR needs at least two modalities")
-    return 100.0 * sum((full - a) / full for a in partial) / len(partial)
-
-
 # ----------------------------------------------------------------------------- host
 
 class MissingModalityHost(Method):
@@ -199,13 +173,12 @@ class MissingModalityHost(Method):
     fused mean and their auxiliary loss for that sample.
     """
 
+    fusions = ("late",)  # the mean of per-modality heads
+    tasks = ("classification",)
+
     def __init__(self, model: MultimodalModel, modality_dropout: bool = False, aux_weight: float = 1.0,
                  task: str = "classification"):
         super().__init__(model, task)
-        if not isinstance(model.fusion, LateFusion):
-            raise ValueError(f"the MWAM host needs fusion='late' (mean of per-modality heads), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"the MWAM host supports classification only, got task {task!r}")
         validate.number("aux_weight", aux_weight, 0)
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight
         subsets = modality_subsets(range(len(self.modalities)))
@@ -295,7 +268,6 @@ class MWAM(MissingModalityHost):
         self.bank = FRMBank(self.modalities, omega)
         self._k: Tensor | None = None  # (M,) weights of the current step
         self._static_k: Tensor | None = None
-        self._lr_scale: Tensor | None = None  # the K currently folded into the encoders' lr
         self.active: str | None = None  # the resolved intervention, set by fit_begin
 
     # -- FRM and K ------------------------------------------------------------------------------
@@ -342,7 +314,6 @@ class MWAM(MissingModalityHost):
 
     def fit_begin(self, ctx) -> None:
         self.bank.reset()
-        self._lr_scale = None
         self.active = self._resolve_intervention(ctx.cfg.optimizer)
         if self.weighting == "static":
             self._static_k = self.dataset_weights(ctx.splits.train, ctx.cfg.batch_size)[1].to(ctx.device)
@@ -372,23 +343,19 @@ class MWAM(MissingModalityHost):
         if self.active is None:
             raise RuntimeError("MWAM.training_step needs fit_begin(ctx) first (train it with mmrepro.train.fit)")
         frms, self._k = self._step_weights(batch, ctx)
-        if self.active == "lr":
-            self._scale_learning_rates(ctx.optimizer)
         step = super().training_step(batch, ctx)
         step.logs.update({f"frm_{m}": frms[i].float() for i, m in enumerate(self.modalities)})
         step.logs.update({f"K_{m}": self._k[i].float() for i, m in enumerate(self.modalities)})
         return step
 
-    def _scale_learning_rates(self, optimizer) -> None:
-        """Set each encoder group's lr to (scheduled lr) x K, keeping any scheduler's factors."""
-        previous = self._lr_scale if self._lr_scale is not None else torch.ones_like(self._k)
-        groups = {g.get("name"): g for g in optimizer.param_groups}
-        for i, m in enumerate(self.modalities):
-            if m not in groups:
-                raise KeyError(f"intervention 'lr' needs an optimiser group named {m!r} (MWAM.parameter_groups)")
-            # a Python float is required by the optimiser: one host sync per step, lr mode only
-            groups[m]["lr"] = groups[m]["lr"] * float(self._k[i] / previous[i])
-        self._lr_scale = self._k
+    def learning_rate_factors(self) -> dict[str, float]:
+        """Under the "lr" intervention, K_m on the learning rate of encoder m's group (Algorithm 1).
+
+        The optimiser needs Python floats: one host sync per step, in lr mode only.
+        """
+        if self.active != "lr":
+            return {}
+        return {m: float(k) for m, k in zip(self.modalities, self._k)}
 
     def after_backward(self, ctx) -> None:
         if self.active not in ("grad", "hybrid"):

@@ -7,23 +7,35 @@ from typing import Any
 from torch import nn
 
 from .. import validate
-from ..data.core import Batch
-from ..data.graded_noise import GradedNoise
+from ..data.core import Batch, Splits
+from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
-from .base import Method, StepOut
+from .base import Joint, Method, StepOut
+from .udml import default_noise
 
 
 class NoiseAugmented(Method):
     """Wraps ``method``: from ``start_epoch`` on, each training batch gets graded Gaussian noise.
 
     The wrapped method's hooks, prediction and parameter groups are used
-    unchanged; only the training inputs differ.
+    unchanged; only the training inputs differ.  Its ``fusions`` and ``tasks`` are
+    those of the wrapped method, checked when that method was built.
     """
+
+    fusions = Joint.fusions
 
     def __init__(self, method: Method, noise: GradedNoise, start_epoch: int = 0):
         nn.Module.__init__(self)
         validate.number("NoiseAugmented start_epoch", start_epoch, 0, integer=True)
         self.method, self.noise, self.start_epoch, self.task = method, noise, start_epoch, method.task
+
+    @classmethod
+    def for_splits(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
+                   encoder_kwargs: dict | None = None, method: type[Method] = Joint, noise: GradedNoise | None = None,
+                   start_epoch: int = 0, **kwargs: Any) -> "NoiseAugmented":
+        """``method`` built for ``splits`` (``kwargs`` go to it), trained on ``noise`` (default: UDML's)."""
+        inner = method.for_splits(splits, encoder, fusion, encoder_kwargs, **kwargs)
+        return cls(inner, noise or default_noise(splits), start_epoch)
 
     @property
     def model(self) -> MultimodalModel:  # type: ignore[override]

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..data.core import LABEL, Batch
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
-from .checks import check_choice, check_range, check_window, require_modalities, require_task
+from .checks import check_choice, check_range, check_window, require_modalities
 
 Form = Literal["code", "shifted"]
 
@@ -56,7 +56,6 @@ class OGMGE(Joint):
                  modulation_starts: int = 0, modulation_ends: int = 50, form: Form = "code",
                  task: str = "classification"):
         super().__init__(model, task)
-        require_task("OGM-GE", task)
         require_modalities("OGM-GE", model)
         check_range("OGM-GE alpha", alpha, 0)
         check_window(modulation_starts, modulation_ends)

@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.core import LABEL, Batch
-from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .checks import require_fusion, require_modalities, require_task
+from .checks import require_modalities
 
 
 class ConfidNet(nn.Module):
@@ -71,9 +70,7 @@ class PDF(Method):
 
     def __init__(self, model: MultimodalModel, calibrate: bool = True, task: str = "classification"):
         super().__init__(model, task)
-        require_task("PDF", task)
         require_modalities("PDF", model)
-        require_fusion("PDF", model, SumFusion, "a head per modality to fuse (fusion 'late' or 'sum')")
         self.calibrate = calibrate
         self.confid = nn.ModuleDict({m: ConfidNet(int(e.out_dim)) for m, e in model.encoders.items()})
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from ..data.core import LABEL, Batch, iterate
 from ..models.multimodal import MultimodalModel
 from .base import Joint, StepOut
-from .checks import check_range, check_window, require_modalities, require_task
+from .checks import check_range, check_window, require_modalities
 
 
 def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -60,7 +60,6 @@ class PMR(Joint):
                  proto_fraction: float = 0.1, scaled: bool = False, modulation_starts: int = 0,
                  modulation_ends: int = 100, task: str = "classification"):
         super().__init__(model, task)
-        require_task("PMR", task)
         require_modalities("PMR", model)
         check_range("PMR alpha", alpha, 0)
         check_range("PMR gamma", gamma, 0)

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from .. import validate
 from ..data.core import LABEL, Batch
-from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -38,13 +37,12 @@ def rank_loss(confidence: Tensor, sample_loss: Tensor) -> Tensor:
 class QMF(Method):
     """Energy-weighted late fusion over per-modality heads (needs ``fusion="late"`` or ``"sum"``)."""
 
+    fusions = ("late", "sum")
+    tasks = ("classification",)  # the energy score needs class logits
+
     def __init__(self, model: MultimodalModel, temperature: float = 10.0, rank_weight: float = 0.1,
                  task: str = "classification"):
         super().__init__(model, task)
-        if not isinstance(model.fusion, SumFusion):
-            raise ValueError(f"QMF needs a head per modality (fusion 'late' or 'sum'), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"QMF's energy score needs class logits; task {task!r} is not supported")
         validate.number("QMF temperature", temperature, 0, low_open=True)
         validate.number("QMF rank_weight", rank_weight, 0)
         self.temperature, self.rank_weight = temperature, rank_weight

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from .. import validate
 from ..data.core import LABEL, Batch
-from ..models.fusion import SumFusion
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -52,12 +51,11 @@ def dirichlet_loss(alpha: Tensor, labels: Tensor, kl_weight: float) -> Tensor:
 class TMC(Method):
     """Evidential late fusion over per-modality heads (needs ``fusion="late"`` or ``"sum"``)."""
 
+    fusions = ("late", "sum")
+    tasks = ("classification",)  # Dirichlet opinions need classes
+
     def __init__(self, model: MultimodalModel, annealing_epochs: int = 50, task: str = "classification"):
         super().__init__(model, task)
-        if not isinstance(model.fusion, SumFusion):
-            raise ValueError(f"TMC needs a head per modality (fusion 'late' or 'sum'), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"TMC's Dirichlet opinions need classes; task {task!r} is not supported")
         validate.number("TMC annealing_epochs", annealing_epochs, 1, integer=True)
         self.annealing_epochs = annealing_epochs
 

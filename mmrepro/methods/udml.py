@@ -19,16 +19,16 @@ Wei et al., "Unbiased Dynamic Multimodal Fusion", CVPR 2026 Findings
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.core import LABEL, Batch
-from ..data.graded_noise import GradedNoise
-from ..models.fusion import ConcatFusion
+from ..data.core import LABEL, Batch, DictDataset
+from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 
@@ -119,6 +119,9 @@ class UDML(Method):
     (both 0: one-stage training).  ``noise=None`` builds a default ``GradedNoise`` at ``fit_begin``.
     """
 
+    fusions = ("concat",)
+    tasks = ("classification",)
+
     def __init__(self, model: MultimodalModel, noise: GradedNoise | None = None,
                  uncertainty: Uncertainty | None = "predicted", dependency: DependencyForm | None = "paper",
                  scaling: Scaling = "residual", gamma: float = 4.0, beta: float = 1e-5, noise_weight: float = 0.1,
@@ -128,7 +131,7 @@ class UDML(Method):
         super().__init__(model, task)
         uncertainty, dependency = uncertainty or None, dependency or None  # False switches a component off too
         self._check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch,
-                    dependency_momentum, task)
+                    dependency_momentum)
         for name, value in (("gamma", gamma), ("beta", beta), ("noise_weight", noise_weight)):
             validate.number(f"UDML {name}", value, 0)
         dims = {m: int(d) for m, d in model.fusion.dims.items()}
@@ -143,11 +146,7 @@ class UDML(Method):
         self.register_buffer("dependency_ready", torch.tensor(False))  # False until the first batch sets it
 
     @staticmethod
-    def _check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch, momentum, task):
-        if not isinstance(model.fusion, ConcatFusion):
-            raise ValueError(f"UDML needs concat fusion (one linear head on the concatenation), got {type(model.fusion).__name__}")
-        if task != "classification":
-            raise ValueError(f"UDML is a classification method, got task {task!r}")
+    def _check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch, momentum):
         choices = {"uncertainty": (uncertainty, ("predicted", "variance", None)),
                    "dependency": (dependency, ("paper", "code", None)),
                    "scaling": (scaling, ("residual", "direct")),
@@ -257,3 +256,23 @@ def default_noise(splits) -> GradedNoise:
         rng = splits.valid_range.get(m)
         scale[m], power[m] = ((rng[1] - rng[0]), 2.0) if rng is not None else (2.0, 1.0)
     return GradedNoise.for_splits(splits, scale, power)
+
+
+@torch.no_grad()
+def noise_level_scores(method: UDML, dataset: DictDataset, noise: GradedNoise, levels: Sequence[int],
+                       seed: int = 0) -> pd.DataFrame:
+    """Per sample: UDML's predicted noise intensity and the embedding variance of each modality, with that
+    modality alone corrupted at each level (columns modality, level, seed, predicted intensity, embedding variance)."""
+    method.eval()
+    device = next(method.parameters()).device
+    batch = {k: v.to(device) for k, v in dataset.batch(range(len(dataset))).items()}
+    out = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for m in method.modalities:
+            for k in levels:
+                parts = method.forward_parts(noise.at_level(k, (m,))(batch))
+                out.append(pd.DataFrame({"modality": m, "level": k, "seed": seed,
+                                         "predicted intensity": parts.intensity[m].cpu().numpy(),
+                                         "embedding variance": parts.variance[m].cpu().numpy()}))
+    return pd.concat(out)

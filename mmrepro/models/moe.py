@@ -13,7 +13,7 @@ sparse gates: identical results to dispatching, and faster at these sizes.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,8 @@ def load_balance_loss(gates: Tensor) -> Tensor:
 class MoEFusion(nn.Module):
     """Per-modality projection, optional per-example weights, sparse-MoE blocks, concatenation, MLP head."""
 
+    name: ClassVar[str] = "moe"
+
     def __init__(self, dims: Mapping[str, int], num_classes: int, dim: int = 32, num_experts: int = 8,
                  top_k: int = 2, layers: int = 1, hidden: int = 64, gating: Gating = "laplace",
                  noisy: bool = True, dropout: float = 0.1):
@@ -85,6 +87,7 @@ class MoEFusion(nn.Module):
             raise ValueError(f"layers must be >= 1, got {layers}")
         self.modalities = tuple(dims)
         self.dim = dim
+        self.num_classes = num_classes
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, dim), nn.ReLU(), nn.Linear(dim, dim))
                                    for m, d in dims.items()})
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))

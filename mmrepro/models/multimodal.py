@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..data.core import Batch, Splits
+from ..data.core import Batch, Splits, is_modality
 from .encoders import make_encoder
 from .fusion import make_fusion
 
@@ -40,7 +40,7 @@ class MultimodalModel(nn.Module):
         return tuple(self.encoders)
 
     def encode(self, batch: Batch) -> dict[str, Tensor]:
-        unknown = [k for k in batch if k not in self.encoders and _looks_like_modality(k, batch)]
+        unknown = [k for k in batch if k not in self.encoders and is_modality(k)]
         if unknown:
             raise KeyError(f"batch has modalities {unknown} this model has no encoder for; it knows {list(self.encoders)} "
                            f"(train a unimodal model on splits.select([...]))")
@@ -52,13 +52,6 @@ class MultimodalModel(nn.Module):
 
     def forward(self, batch: Batch) -> Output:
         return self.fuse(self.encode(batch))
-
-
-_META = {"label", "speaker", "index", "mnist_index"}
-
-
-def _looks_like_modality(key: str, batch: Batch) -> bool:
-    return key not in _META and not key.startswith("_") and batch[key].dim() > 1
 
 
 def feature_dims(encoders: Mapping[str, nn.Module]) -> dict[str, int]:

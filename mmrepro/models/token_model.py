@@ -12,7 +12,7 @@ attention mass on each stream is returned as ``Output.weights``.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Mapping
+from typing import Callable, ClassVar, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -98,7 +98,12 @@ class Block(nn.Module):
 
 
 class TokenModel(nn.Module):
-    """streams -> (router) -> [CLS ; tokens of each stream + type embedding] -> reasoner -> head."""
+    """streams -> (router) -> [CLS ; tokens of each stream + type embedding] -> reasoner -> head.
+
+    It fuses inside the reasoner and has no separate fusion head: its ``name`` ("token") stands for one.
+    """
+
+    name: ClassVar[str] = "token"
 
     def __init__(self, streams: Mapping[str, nn.Module], num_classes: int, dim: int = 32, depth: int = 2,
                  heads: int = 4, router: nn.Module | None = None):
@@ -112,6 +117,7 @@ class TokenModel(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
+        self.num_classes = num_classes
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ def ctx(epoch: int = 0, splits=None, seed: int = 0) -> Context:
 
 
 def batch(splits, n: int = 48):
-    return splits.train.__getitems__(range(n))
+    return splits.train.batch(range(n))
 
 
 def grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -16,8 +16,9 @@ BASELINES = ("ogm_ge", "pmr", "mmpareto", "gblending", "eau", "agm", "mslr", "gr
 def test_builds_on_av_digits_and_steps(av_digits, name):
     torch.manual_seed(0)
     method = methods.build(name, av_digits, encoder_kwargs={"widths": (4, 8)})
-    cls, fusion = methods.REGISTRY[name]
-    assert fusion == cls.fusions[0] and "classification" in cls.tasks
+    cls = methods.REGISTRY[name]
+    assert isinstance(method, cls) and methods.fusion_name(method.model) == cls.fusions[0]
+    assert "classification" in cls.tasks
     c = ctx(splits=av_digits)
     method.fit_begin(c)
     method.epoch_begin(0, c)

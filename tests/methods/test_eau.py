@@ -57,5 +57,5 @@ def test_a_noisier_channel_gets_less_weight():
 def test_rejects_bad_settings(synthetic, bad, match):
     with pytest.raises(ValueError, match=match):
         EAU(build_model(synthetic), **bad)
-    with pytest.raises(ValueError, match="concat fusion"):
+    with pytest.raises(ValueError, match="EAU supports fusion concat"):
         EAU(build_model(synthetic, fusion="late"))

@@ -54,7 +54,7 @@ def test_no_rebalancing_before_the_starting_epoch(synthetic):
 
 
 def test_rejects_bad_settings(synthetic):
-    with pytest.raises(ValueError, match="late fusion"):
+    with pytest.raises(ValueError, match="Greedy supports fusion late"):
         Greedy(build_model(synthetic))
     with pytest.raises(ValueError, match="window >= 1"):
         Greedy(build_model(synthetic, fusion="late"), window=0)

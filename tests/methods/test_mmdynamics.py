@@ -51,7 +51,7 @@ def test_a_zero_confidence_removes_a_modality_from_the_fused_logits(synthetic):
 def test_rejects_bad_settings(synthetic):
     with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\)"):
         MMDynamics(build_model(synthetic), dropout=1.0)
-    with pytest.raises(ValueError, match="concat fusion"):
+    with pytest.raises(ValueError, match="MMDynamics supports fusion concat"):
         MMDynamics(build_model(synthetic, fusion="late"))
     with pytest.raises(ValueError, match="at least 2"):
         MMDynamics(build_model(synthetic.select(["m0"])))

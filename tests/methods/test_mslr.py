@@ -53,5 +53,5 @@ def test_rejects_bad_settings(synthetic):
         MSLR(model, lr_scales={"m0": 0.0})
     with pytest.raises(ValueError, match="memory"):
         MSLR(model, memory=0)
-    with pytest.raises(ValueError, match="'sum' or 'late'"):
+    with pytest.raises(ValueError, match="MSLR supports fusion sum, late"):
         MSLR(build_model(synthetic))

@@ -50,7 +50,7 @@ def test_weight_moves_to_the_modality_whose_confidence_is_higher():
 
 
 def test_rejects_bad_settings(synthetic):
-    with pytest.raises(ValueError, match="fusion 'late' or 'sum'"):
+    with pytest.raises(ValueError, match="PDF supports fusion late, sum"):
         PDF(build_model(synthetic))
     with pytest.raises(ValueError, match="classification"):
         PDF(build_model(synthetic, fusion="late"), task="regression")

@@ -43,7 +43,7 @@ def test_no_prototype_loss_outside_the_window(synthetic):
     c = ctx(splits=synthetic)
     method.fit_begin(c)
     method.epoch_begin(0, c)
-    b = synthetic.train.__getitems__(range(48))
+    b = synthetic.train.batch(range(48))
     assert float(method.training_step(b, ctx(0, synthetic)).logs["pce_coef_m1"]) + float(
         method.training_step(b, ctx(0, synthetic)).logs["pce_coef_m0"]) > 0
     late = method.training_step(b, ctx(1, synthetic))

@@ -12,6 +12,8 @@ varies, so prompts have real padding.
 
 Spoken frames: the AV-Digits image and audio as they are; the model reads
 the spectrogram as a sequence of frame tokens.
+
+``_digit`` keeps the image's digit (the label differs from it in the add task).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _with_prompts(ds: DictDataset, task: str, shortcut_rate: float, repeats: int
     operands = torch.randint(10, (len(ds),), generator=gen) if task == "add" else None
     labels = digits if operands is None else (digits + operands) % 10
     text = make_prompts(labels, operands, shortcut_rate, gen)
-    return DictDataset({**ds.tensors, "text": text, LABEL: labels, "digit": digits}, ("image", "text"))
+    return DictDataset({**ds.tensors, "text": text, LABEL: labels, "_digit": digits}, ("image", "text"))
 
 
 def load_shortcut(shortcut_rate: float = 0.9, task: str = "identify", repeats: int = 1, seed: int = 0,

@@ -1,7 +1,8 @@
-"""Data for the BTW chapter: tri-modal synthetic regression and AV-Digits with extra modalities.
+"""Data with three or more modalities: tri-modal synthetic regression and AV-Digits with added modalities.
 
-Every split gets a ``_uid`` key (a row id unique across train, val and test) so
-that a method can keep per-example state such as BTW's instance weights.
+Every split gets a ``_uid`` key (``Splits.with_uids``: a row id unique across
+train, val and test) so that a method can keep per-example state such as BTW's
+instance weights.
 
 Regression (labels in [-3, 3], like CMU-MOSI's sentiment scores): two
 independent latent factors ``s1, s2 ~ N(0, 1)`` and ``y = clip(1.5 s1 + s2, -3, 3)``.
@@ -29,22 +30,11 @@ from typing import Literal
 import torch
 
 from .av_digits import load_av_digits
-from .core import LABEL, DictDataset, Splits
+from .core import LABEL, DictDataset, Splits, split_rows
 from .corruptions import Occlusion
-from .synthetic import _split
 
-UID = "_uid"
 EXTRAS = ("noise", "shuffled", "occluded", "shuffled_audio")
 VARIANTS = ("noise", "instance")
-
-
-def with_uids(splits: Splits) -> Splits:
-    """The same splits with a ``_uid`` row id, unique across train, val and test."""
-    sizes = [len(splits.train), len(splits.val), len(splits.test)]
-    starts = [0, sizes[0], sizes[0] + sizes[1]]
-    parts = [DictDataset({**d.tensors, UID: torch.arange(s, s + len(d))}, d.modalities)
-             for d, s in zip((splits.train, splits.val, splits.test), starts)]
-    return replace(splits, train=parts[0], val=parts[1], test=parts[2])
 
 
 def _view(signal: torch.Tensor, level: float, dim: int, gen: torch.Generator) -> torch.Tensor:
@@ -76,12 +66,12 @@ def make_trimodal_regression(variant: Literal["noise", "instance"] = "noise", si
         tensors["_informative"] = informative
     tensors[LABEL] = y.unsqueeze(1)
     modalities = ("strong", "weak", third)
-    train, val, test = _split(tensors, modalities, sizes)
+    train, val, test = split_rows(tensors, modalities, sizes)
     splits = Splits(f"trimodal_regression_{variant}", train, val, test, num_classes=1, task="regression",
                     valid_range={m: None for m in modalities},
                     info={"variant": variant, "dim": dim, "noise_dim": noise_dim, "seed": seed,
                           "informative_fraction": informative_fraction if variant == "instance" else None})
-    return with_uids(splits)
+    return splits.with_uids()
 
 
 def _pca(splits: Splits, dim: int) -> Splits:
@@ -144,4 +134,4 @@ def load_av_digits_extra(num_modalities: int = 3, features: Literal["raw", "pca"
     splits = replace(splits, name=f"av_digits_{num_modalities}m", train=parts[0], val=parts[1], test=parts[2],
                      valid_range={m: valid[m] for m in modalities},
                      info={**splits.info, "extras": list(modalities[2:]), "features": features, "train_size": train_size})
-    return with_uids(_pca(splits, pca_dim) if features == "pca" else splits)
+    return (_pca(splits, pca_dim) if features == "pca" else splits).with_uids()
