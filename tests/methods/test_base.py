@@ -11,21 +11,10 @@ from mmrepro.methods import (
     OGMGE, REGISTRY, Joint, LateFusionTraining, Method, fusion_name, ogm_coefficients, task_loss, true_class_scores,
 )
 from mmrepro.models import FUSIONS, LateFusion, build_model, make_fusion
-from mmrepro.train import Context
 
-
-def _ctx(epoch: int = 0) -> Context:
-    context = Context.local(None)
-    context.epoch = epoch
-    return context
-
-
-def _batch(splits, n: int = 48):
-    return splits.train.batch(range(n))
-
-
-def _grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: p.grad.clone() for k, p in module.named_parameters() if p.grad is not None}
+from .helpers import batch as _batch
+from .helpers import ctx as _ctx
+from .helpers import grads as _grads
 
 
 def _pretrained_joint(splits, steps: int = 10) -> OGMGE:
