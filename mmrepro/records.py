@@ -178,7 +178,8 @@ def _rerun() -> bool:
 def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", processes: int | None = None,
              threads: int | None = 1, shard: tuple[int, int] | None = None, root: Path = RESULTS,
              save: bool = True) -> "Grid":
-    """Load every spec's record when one with its key exists; train the missing ones, saving each as it ends.
+    """Load every spec's record when one with its key exists (here or in another chapter's folder); train the
+    missing ones, saving each as it ends.
 
     ``processes`` worker processes (default: 2 on CPU, 1 on a GPU) of ``threads`` threads each train the
     missing runs; ``shard=(i, n)`` trains only the missing runs whose position in ``specs`` is ``i`` modulo
@@ -190,7 +191,7 @@ def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", proce
         torch.set_num_threads(threads)
     keys = [key(s, device) for s in specs]
     paths = [path_for(chapter, s, k, root) for s, k in zip(specs, keys)]
-    records: dict[int, dict] = {} if _rerun() else {i: read(p) for i, p in enumerate(paths) if p.is_file()}
+    records: dict[int, dict] = {} if _rerun() else _load(specs, keys, paths, root)
     missing = [i for i in range(len(specs)) if i not in records]
     if shard is not None:  # by the spec's position, so every process agrees on who trains what
         missing = [i for i in missing if i % shard[1] == shard[0]]
@@ -199,6 +200,17 @@ def run_grid(chapter: str, specs: Sequence[RunSpec], device: str = "auto", proce
     records.update(computed)
     loaded = len(records) - len(computed)
     return Grid(chapter, [records[i] for i in sorted(records)], loaded, len(computed), _stale(chapter, paths, root))
+
+
+def _load(specs: Sequence[RunSpec], keys: Sequence[str], paths: Sequence[Path], root: Path) -> dict[int, dict]:
+    """The records that exist for these keys: in the chapter's folder, or any other chapter's (same key, same run)."""
+    found = {}
+    for i, (spec, run_key, path) in enumerate(zip(specs, keys, paths)):
+        elsewhere = sorted(root.glob(f"*/*-{run_key}.json"))
+        source = path if path.is_file() else (elsewhere[0] if elsewhere else None)
+        if source is not None:
+            found[i] = {**read(source), "arm": spec.arm}  # the key leaves out the label: this chapter's name for it
+    return found
 
 
 def shard_from_env() -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ class Claim:
     name: str
     metric: str
     treatment: str
-    control: str
+    control: str | None  # None: the treatment's own paired score against zero (e.g. a within-run difference)
     delta: float
     delta_reason: str
     higher_is_better: bool = True
@@ -197,7 +197,7 @@ def _check_claims(claims: Sequence[Claim], arms: Mapping[str, Arm]) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"claim names must be unique, got {names}")
     for c in claims:
-        for arm in (c.treatment, c.control):
+        for arm in _arms_of(c):
             if arm not in arms:
                 raise KeyError(f"claim {c.name!r} names arm {arm!r}; recorded arms: {sorted(arms)}")
 
@@ -209,26 +209,37 @@ def _status(c: Claim, arms: Mapping[str, Arm], preconditions: Precondition, smok
     holds, measured = preconditions.get(c.name, (True, ""))
     if not holds:
         return f"not testable here: {measured}" if measured else "not testable here"
-    for arm in (c.treatment, c.control):
+    for arm in _arms_of(c):
         if not all(arms[arm].converged):
             bad = sum(not x for x in arms[arm].converged)
             return f"not judged: arm {arm!r} did not converge ({bad} of {len(arms[arm].converged)} runs)"
-    if len(_shared_seeds(arms[c.treatment], arms[c.control])) < 2:
+    if len(_shared_seeds(c, arms)) < 2:
         return "not judged: fewer than two shared seeds"
     return None
 
 
-def _shared_seeds(a: Arm, b: Arm) -> list[int]:
-    return [s for s in a.seeds if s in b.seeds]
+def _arms_of(c: Claim) -> tuple[str, ...]:
+    return (c.treatment,) if c.control is None else (c.treatment, c.control)
+
+
+def _shared_seeds(c: Claim, arms: Mapping[str, Arm]) -> list[int]:
+    return [s for s in arms[c.treatment].seeds if all(s in arms[a].seeds for a in _arms_of(c))]
+
+
+def _scores(c: Claim, arms: Mapping[str, Arm], seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(treatment, control) score matrices on the shared seeds, signed so the claimed direction is positive."""
+    sign = 1.0 if c.higher_is_better else -1.0
+    t = sign * arms[c.treatment].take(c.metric, seeds)
+    return t, (np.zeros_like(t) if c.control is None else sign * arms[c.control].take(c.metric, seeds))
 
 
 def _row(c: Claim, arms: Mapping[str, Arm], status: str | None, level: float, m: int) -> dict:
-    row = {"claim": c.name, "paper evidence": c.paper, "metric": c.metric, "comparison": f"{c.treatment} vs {c.control}",
+    against = "zero" if c.control is None else c.control
+    row = {"claim": c.name, "paper evidence": c.paper, "metric": c.metric, "comparison": f"{c.treatment} vs {against}",
            "delta": c.delta, "delta reason": c.delta_reason}
-    seeds = _shared_seeds(arms[c.treatment], arms[c.control])
-    sign = 1.0 if c.higher_is_better else -1.0
+    seeds = _shared_seeds(c, arms)
     if len(seeds) >= 2:
-        cmp = compare(sign * arms[c.treatment].take(c.metric, seeds), sign * arms[c.control].take(c.metric, seeds), level)
+        cmp = compare(*_scores(c, arms, seeds), level)
         row.update(effect=cmp.effect, low=cmp.low, high=cmp.high, level=level, seeds=cmp.n_seeds, items=cmp.n_items)
     else:
         cmp = None

@@ -148,3 +148,11 @@ def test_a_bad_method_setting_fails_before_any_run_trains(tmp_path):
     with pytest.raises(ValueError, match="arm 'ogm' cannot be built: OGM-GE alpha"):
         records.run_grid("toy", [spec(), bad], root=tmp_path, processes=1)
     assert not (tmp_path / "toy").exists()
+
+
+def test_a_run_recorded_by_another_chapter_is_reused_under_this_chapter_label(tmp_path):
+    records.run_grid("first", [spec(arm="joint")], root=tmp_path, processes=1)
+    grid = records.run_grid("second", [spec(arm="joint training")], root=tmp_path, processes=1)
+    assert (grid.loaded, grid.computed) == (1, 0)
+    assert grid.records[0]["arm"] == "joint training"
+    assert not (tmp_path / "second").exists()

@@ -171,3 +171,12 @@ def test_arms_from_records_pairs_by_seed():
     assert arms["x"].take("macro_f1", [0, 2]).shape == (2, 1)
     with pytest.raises(ValueError, match="two records for one seed"):
         verdict.arms_from_records(recs + recs[:1])
+
+
+def test_a_claim_without_control_compares_the_treatment_with_zero():
+    drop = Arm([0, 1, 2, 3, 4], {"weight_drop": np.array([[0.2, 0.3], [0.25, 0.2], [0.3, 0.3], [0.2, 0.25], [0.3, 0.2]])},
+               [True] * 5)
+    c = Claim("the weight drops", "weight_drop", "eau", None, 0.05, "stated")
+    row = judge([c], {"eau": drop}).loc["the weight drops"]
+    assert row["outcome"] == "reproduced" and row["comparison"] == "eau vs zero"
+    assert row["effect"] == pytest.approx(0.25)
