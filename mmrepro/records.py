@@ -306,26 +306,34 @@ def _final_loss(record: Mapping) -> float:
     return float(last.get("train_loss", float("nan")))
 
 
+def _check_current(path: Path, record: Mapping) -> None:
+    """A record whose key is not what the current code gives its spec is stale: an error naming it."""
+    device = "cpu" if record["device"].startswith("cpu") else "cuda"
+    current = key(RunSpec.from_dict(record["spec"]), device) if device == "cpu" else record["key"]
+    if current != record["key"]:
+        raise RecordError(f"{path.name} is stale: its key {record['key']} is not the current code's {current}; "
+                          "recompute the chapter's grid (MMREPRO_RERUN=1, or delete the file and rebuild)")
+
+
 def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6) -> str:
-    """Re-derive one record of ``folder`` (random, or the file named ``pick``) and fail if its metrics differ."""
+    """Check every record of ``folder`` is current, then re-derive one (random, or ``pick``) and compare metrics."""
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise RecordError(f"no run records in {folder}")
+    torch.set_num_threads(1)
+    for file in files:  # every record's key against the current code: cheap, and no stale record hides
+        _check_current(file, read(file))
     path = Path(folder) / pick if pick else random.SystemRandom().choice(files)
     record = read(path)
-    spec = RunSpec.from_dict(record["spec"])
     if not record["device"].startswith("cpu"):
         raise RecordError(f"{path.name} was made on {record['device']}; re-derive it on that device type")
-    torch.set_num_threads(1)
-    if key(spec, "cpu") != record["key"]:
-        raise RecordError(f"{path.name} is stale: its key {record['key']} is not the current code's "
-                          f"{key(spec, 'cpu')}; recompute the chapter's grid (MMREPRO_RERUN=1 or delete the file)")
-    fresh = execute(spec, "cpu")
+    fresh = execute(RunSpec.from_dict(record["spec"]), "cpu")
     diffs = {m: (v, fresh["metrics"].get(m)) for m, v in record["metrics"].items()
              if abs(v - fresh["metrics"].get(m, float("inf"))) > tolerance}
     if diffs:
         raise RecordError(f"{path.name}: re-derived metrics differ from the record: {diffs}")
-    return f"{path.name}: {len(record['metrics'])} metrics re-derived identically"
+    return (f"{folder}: {len(files)} records match the current code; {path.name}: "
+            f"{len(record['metrics'])} metrics re-derived identically")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -156,3 +156,13 @@ def test_a_run_recorded_by_another_chapter_is_reused_under_this_chapter_label(tm
     assert (grid.loaded, grid.computed) == (1, 0)
     assert grid.records[0]["arm"] == "joint training"
     assert not (tmp_path / "second").exists()
+
+
+def test_verify_refuses_a_stale_record_before_re_deriving(tmp_path):
+    records.run_grid("toy", [spec(), spec(seed=1)], root=tmp_path, processes=1)
+    path = sorted((tmp_path / "toy").glob("*.json"))[0]
+    record = json.loads(path.read_text())
+    record["key"] = "0" * 16  # as if made by other code
+    path.write_text(json.dumps(record))
+    with pytest.raises(records.RecordError, match=f"{path.name} is stale"):
+        records.verify(tmp_path / "toy")
