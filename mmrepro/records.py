@@ -34,6 +34,7 @@ import torch
 from . import data as datasets
 from . import methods
 from .experiment import RunSpec, check_buildable, execute
+from .verdict import run_converged
 from .results import provenance, write_json
 
 PACKAGE = Path(__file__).resolve().parent
@@ -277,7 +278,7 @@ class Grid:
     def table(self, columns: Sequence[str] = ()) -> pd.DataFrame:
         """One row per run: arm, seed, convergence, and the requested test metrics."""
         rows = [{"arm": r["arm"], "seed": r["seed"], "best epoch": r["best_epoch"], "epochs": r["epochs"],
-                 "converged": r["converged"], "final train loss": _final_loss(r),
+                 "converged": run_converged(r), "final train loss": _final_loss(r),
                  **{c: r["metrics"].get(c, float("nan")) for c in columns}} for r in self.records]
         return pd.DataFrame(rows)
 

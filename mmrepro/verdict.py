@@ -30,6 +30,8 @@ Outcome = Literal["reproduced", "not reproduced", "inconclusive", "not judged", 
                   "sanity check: holds", "sanity check: fails", "smoke run"]
 KINDS = ("claim", "sanity")
 MAX_SEEDS = 100  # beyond this many seeds the "seeds needed" estimate is reported as "> MAX_SEEDS"
+CONVERGENCE_RULE = ("its best validation epoch lies before the last fifth of its epochs, or its validation score "
+                    "did not improve over its last `patience` epochs (early stopping)")
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,15 @@ def arms_from_records(records: Sequence[Mapping], arm_of: Callable[[Mapping], st
         metrics = set.intersection(*(set(r["items"]) | set(r["metrics"]) for r in runs))
         scores = {m: np.array([r["items"][m] if m in r["items"] else r["metrics"][m] for r in runs], dtype=float)
                   for m in metrics if all(_numeric(r, m) for r in runs)}
-        arms[name] = Arm(seeds, scores, [bool(r["converged"]) for r in runs])
+        arms[name] = Arm(seeds, scores, [run_converged(r) for r in runs])
     return arms
+
+
+def run_converged(record: Mapping) -> bool:
+    """Whether a run record converged by ``CONVERGENCE_RULE`` (the record's own flag is the first half of it)."""
+    patience = record["spec"]["train"].get("patience")
+    stalled = patience is not None and record["epochs"] - 1 - record["best_epoch"] >= patience
+    return bool(record["converged"]) or stalled
 
 
 def _numeric(record: Mapping, metric: str) -> bool:
