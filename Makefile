@@ -29,11 +29,9 @@ book: venv
 	$(MAKE) site PROFILE=book
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-## run the tests: unit tests, the record check, and a smoke site build that executes every chapter once
-## (a cell that raises fails the build: allow_errors is false and --warningiserror is set; check_site.py then
-## fails any chapter page without outputs or with a traceback). `make nbval` runs the chapters under pytest alone.
+## run the tests: unit tests, nbval on every chapter (smoke), a smoke site build checked page by page
 test: venv
-	$(MAKE) unit verify
+	$(MAKE) unit nbval verify
 	$(MAKE) site PROFILE=smoke
 
 unit: venv
