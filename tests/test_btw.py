@@ -145,3 +145,71 @@ def test_btw_rejects_a_non_moe_model_and_unknown_weighting():
         BTW(build_model(splits))
     with pytest.raises(ValueError, match="weighting"):
         BTW(build_moe_model(splits), weighting="global")
+
+
+def _fitted(splits, epochs: int = 2, **kwargs) -> BTW:
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, progress=False)
+    method = BTW(build_moe_model(splits, dim=8, num_experts=4), task=splits.task, **kwargs)
+    fit(method, splits, cfg)
+    return method
+
+
+@pytest.mark.parametrize("key", ["weighting", "spread", "scaling", "loss", "update"])
+def test_btw_flags_reject_unknown_values_naming_the_flag(key):
+    splits = make_synthetic(sizes=(8, 4, 4)).with_uids()
+    with pytest.raises(ValueError, match=f"unknown BTW {key} 'bogus'; valid: "):
+        BTW(build_moe_model(splits), **{key: "bogus"})
+
+
+def test_l1_loss_is_for_regression_only():
+    splits = make_synthetic(sizes=(8, 4, 4)).with_uids()
+    with pytest.raises(ValueError, match="loss='l1' is for regression"):
+        BTW(build_moe_model(splits), loss="l1")
+
+
+def test_official_scaling_starts_at_one_and_uses_the_stored_values_as_multipliers():
+    splits = make_trimodal_regression("noise", sizes=(120, 40, 40), seed=0)
+    method = _fitted(splits, epochs=1, scaling="official", warmup=5)  # warm-up longer than training: no update
+    assert torch.equal(method.weights, torch.ones(200, 3))
+    method.weights[:] = torch.tensor([0.5, 0.3, 0.2])
+    multipliers = method.token_weights(dict(splits.test.tensors))
+    assert torch.allclose(multipliers, torch.tensor([0.5, 0.3, 0.2]).expand(40, -1))
+    method.scaling = "mean"  # ours: M w, uniform at 1
+    assert torch.allclose(method.token_weights(dict(splits.test.tensors)), torch.tensor([1.5, 0.9, 0.6]).expand(40, -1))
+
+
+def test_update_on_improvement_leaves_the_weights_alone_after_a_worse_epoch():
+    splits = make_trimodal_regression("noise", sizes=(120, 40, 40), seed=0)
+    method = _fitted(splits, epochs=1, update="improvement")
+    before = method.weights.clone()
+    method.best_val_loss = -1.0  # no validation loss can beat this
+    ctx = type("Ctx", (), {"splits": splits, "device": torch.device("cpu"), "cfg": TrainConfig(progress=False)})()
+    method.epoch_end(1, ctx)
+    assert torch.equal(method.weights, before)
+    method.update = "epoch"
+    method.epoch_end(2, ctx)
+    assert not torch.equal(method.weights, before)
+
+
+def test_l1_loss_trains_on_absolute_error():
+    splits = make_trimodal_regression("noise", sizes=(120, 40, 40), seed=0)
+    method = BTW(build_moe_model(splits, dim=8, num_experts=4), task="regression", loss="l1")
+    logits, labels = torch.tensor([[1.0], [-1.0]]), torch.tensor([[0.0], [1.0]])
+    assert method._loss(logits, labels).item() == pytest.approx(1.5)
+
+
+def test_uid_key_names_another_row_id_and_a_missing_one_is_a_clear_error():
+    splits = make_trimodal_regression("noise", sizes=(60, 20, 20), seed=0)
+    method = _fitted(splits, epochs=1, uid_key="_uid")
+    assert method.weights.shape == (100, 3)
+    with pytest.raises(KeyError, match="'_row' key"):
+        _fitted(splits, epochs=1, uid_key="_row")
+
+
+def test_trimodal_regression_keeps_the_named_modalities_with_identical_values():
+    full = make_trimodal_regression("noise", sizes=(50, 20, 20), seed=3)
+    two = make_trimodal_regression("noise", sizes=(50, 20, 20), seed=3, keep=["strong", "weak"])
+    assert two.modalities == ("strong", "weak")
+    assert torch.equal(two.test.tensors["weak"], full.test.tensors["weak"])
+    with pytest.raises(ValueError, match="keep must name some of"):
+        make_trimodal_regression("noise", keep=["video"])

@@ -12,7 +12,7 @@ heavy noise (weak but complementary), and the third modality is pure noise
 of the examples and is pure noise elsewhere (``variant="instance"``, instance-level
 noise; the mask is kept as ``_informative``).
 
-AV-Digits extras, added in this order: ``noise`` (Gaussian noise shaped like the
+AV-Digits extras, added in this order unless named (``extras=``): ``noise`` (Gaussian noise shaped like the
 image), ``shuffled`` (the images of a random permutation of the examples, so
 digit-like but unrelated to the label), ``occluded`` (a copy of the image with a
 large patch blanked on a random half of the examples, kept as ``_occluded``),
@@ -25,7 +25,7 @@ on a CPU.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
@@ -44,8 +44,9 @@ def _view(signal: torch.Tensor, level: float, dim: int, gen: torch.Generator) ->
 
 def make_trimodal_regression(variant: Literal["noise", "instance"] = "noise", sizes: tuple[int, int, int] = (2000, 500, 1000),
                              dim: int = 16, noise_dim: int = 128, informative_fraction: float = 0.3,
-                             seed: int = 0) -> Splits:
-    """Regression with a ``strong``, a ``weak`` complementary and a ``noisy`` (or ``partial``) modality."""
+                             seed: int = 0, keep: Sequence[str] | None = None) -> Splits:
+    """Regression with a ``strong``, a ``weak`` complementary and a ``noisy`` (or ``partial``) modality;
+    ``keep`` names the modalities to keep (None: all three), e.g. ``("strong", "weak")``."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     if not 0 < informative_fraction < 1:
@@ -66,12 +67,14 @@ def make_trimodal_regression(variant: Literal["noise", "instance"] = "noise", si
         tensors["_informative"] = informative
     tensors[LABEL] = y.unsqueeze(1)
     modalities = ("strong", "weak", third)
+    if keep is not None and (not keep or any(m not in modalities for m in keep)):
+        raise ValueError(f"keep must name some of {list(modalities)}, got {keep}")
     train, val, test = split_rows(tensors, modalities, sizes)
     splits = Splits(f"trimodal_regression_{variant}", train, val, test, num_classes=1, task="regression",
                     valid_range={m: None for m in modalities},
                     info={"variant": variant, "dim": dim, "noise_dim": noise_dim, "seed": seed,
                           "informative_fraction": informative_fraction if variant == "instance" else None})
-    return splits.with_uids()
+    return (splits if keep is None else splits.select(list(keep))).with_uids()
 
 
 def _pca(splits: Splits, dim: int) -> Splits:
@@ -108,11 +111,21 @@ def _extra(kind: str, base: dict[str, torch.Tensor], gen: torch.Generator) -> di
     return {kind: torch.where(mask.view(-1, 1, 1, 1), blanked, image), "_occluded": mask}
 
 
-def load_av_digits_extra(num_modalities: int = 3, features: Literal["raw", "pca"] = "raw", pca_dim: int = 32,
-                         train_size: int | None = None, seed: int = 0, **av_overrides) -> Splits:
-    """AV-Digits (audio, image) plus ``num_modalities - 2`` extras from ``EXTRAS``, with ``_uid`` row ids."""
-    if not 2 <= num_modalities <= 2 + len(EXTRAS):
-        raise ValueError(f"num_modalities must lie in [2, {2 + len(EXTRAS)}], got {num_modalities}")
+def load_av_digits_extra(num_modalities: int | None = 3, features: Literal["raw", "pca"] = "raw", pca_dim: int = 32,
+                         train_size: int | None = None, seed: int = 0, extras: Sequence[str] | None = None,
+                         **av_overrides) -> Splits:
+    """AV-Digits (audio, image) plus extras, with ``_uid`` row ids: the named ``extras`` in that order, or
+    (``extras=None``) the first ``num_modalities - 2`` of ``EXTRAS``."""
+    if extras is None:
+        if num_modalities is None or not 2 <= num_modalities <= 2 + len(EXTRAS):
+            raise ValueError(f"num_modalities must lie in [2, {2 + len(EXTRAS)}], got {num_modalities}")
+        extras = EXTRAS[: num_modalities - 2]
+    extras = tuple(extras)
+    if any(e not in EXTRAS for e in extras) or len(set(extras)) != len(extras):
+        raise ValueError(f"extras must be distinct names from {', '.join(EXTRAS)}; got {list(extras)}")
+    if num_modalities not in (None, 2 + len(extras)):
+        raise ValueError(f"num_modalities={num_modalities} does not match the {len(extras)} extras {list(extras)}")
+    num_modalities = 2 + len(extras)
     if features not in ("raw", "pca"):
         raise ValueError(f"unknown features {features!r}; valid: 'raw', 'pca'")
     splits = load_av_digits(**av_overrides)
@@ -123,12 +136,12 @@ def load_av_digits_extra(num_modalities: int = 3, features: Literal["raw", "pca"
         splits = replace(splits, train=splits.train.subset(torch.randperm(len(splits.train), generator=gen)[:train_size]))
     sizes = [len(splits.train), len(splits.val), len(splits.test)]
     base = {k: torch.cat([splits.split(s).tensors[k] for s in ("train", "val", "test")]) for k in splits.train.tensors}
-    extras: dict[str, torch.Tensor] = {}
-    for kind in EXTRAS[: num_modalities - 2]:
-        extras.update(_extra(kind, base, gen))
+    added: dict[str, torch.Tensor] = {}
+    for kind in extras:
+        added.update(_extra(kind, base, gen))
     bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
-    modalities = ("audio", "image", *EXTRAS[: num_modalities - 2])
-    parts = [DictDataset({**splits.split(s).tensors, **{k: v[bounds[i]:bounds[i + 1]] for k, v in extras.items()}}, modalities)
+    modalities = ("audio", "image", *extras)
+    parts = [DictDataset({**splits.split(s).tensors, **{k: v[bounds[i]:bounds[i + 1]] for k, v in added.items()}}, modalities)
              for i, s in enumerate(("train", "val", "test"))]
     valid = {**splits.valid_range, "noise": None, "shuffled": (0.0, 1.0), "occluded": (0.0, 1.0), "shuffled_audio": None}
     splits = replace(splits, name=f"av_digits_{num_modalities}m", train=parts[0], val=parts[1], test=parts[2],

@@ -19,6 +19,12 @@ for Multimodal Model Integration", Findings of EMNLP 2025 (arXiv 2508.18551).
    (``M`` keeps the uniform weight at 1); a missing modality gets weight 0 and
    the others are renormalised.
 
+Ablation flags, each a setting of the official code: ``scaling="official"`` starts
+the stored weights at 1 and scales tokens by the smoothed sum-to-1 values
+directly (so the token scale shrinks from 1 towards 1/M); ``loss="l1"`` trains
+regression on L1 and drives ``a`` by the validation MAE; ``update="improvement"``
+recomputes the weights only after an epoch whose validation loss beats the best.
+
 Weights of every example (train, val and test, each from its own predictions,
 never its label) live in a buffer indexed by the ``_uid`` key of the batch, so
 they are checkpointed with the model.  ``weighting="none"`` is the unweighted
@@ -44,6 +50,9 @@ from .base import Method, StepOut, fit_submodel, task_loss, unimodal
 
 Weighting = Literal["none", "kl", "mi", "kl+mi"]
 WEIGHTINGS = ("none", "kl", "mi", "kl+mi")
+SCALINGS = ("mean", "official")
+LOSSES = ("task", "l1")
+UPDATES = ("epoch", "improvement")
 SPREADS = ("fixed", "prediction")
 FLOOR = 1e-5
 
@@ -112,12 +121,15 @@ class BTW(Method):
     def __init__(self, model: MultimodalModel, task: str = "classification", weighting: Weighting = "kl+mi",
                  inverse_kl: bool = False, spread: str = "fixed", alpha: float = 0.5, alpha_step: float = 0.05,
                  warmup: int = 1, balance_weight: float = 0.0, unimodal: Mapping[str, Method] | None = None,
-                 unimodal_cfg: TrainConfig | None = None):
+                 unimodal_cfg: TrainConfig | None = None, scaling: str = "mean", loss: str = "task",
+                 update: str = "epoch", uid_key: str = UID):
         super().__init__(model, task)
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
-        if spread not in SPREADS:
-            raise ValueError(f"unknown spread {spread!r}; valid: {', '.join(SPREADS)}")
+        for name, value, valid in (("weighting", weighting, WEIGHTINGS), ("spread", spread, SPREADS),
+                                   ("scaling", scaling, SCALINGS), ("loss", loss, LOSSES), ("update", update, UPDATES)):
+            if value not in valid:
+                raise ValueError(f"unknown BTW {name} {value!r}; valid: {', '.join(valid)}")
+        if loss == "l1" and task != "regression":
+            raise ValueError(f"BTW loss='l1' is for regression; this task is {task!r}")
         validate.number("BTW alpha", alpha, 0, 1)
         validate.number("BTW alpha_step", alpha_step, 0)
         validate.number("BTW warmup", warmup, 0, integer=True)
@@ -127,6 +139,7 @@ class BTW(Method):
         if unimodal is not None and set(unimodal) != set(model.modalities):
             raise ValueError(f"unimodal predictors for {sorted(unimodal)} do not match the modalities {list(model.modalities)}")
         self.weighting, self.inverse_kl, self.spread = weighting, inverse_kl, spread
+        self.scaling, self.loss_kind, self.update, self.uid_key = scaling, loss, update, uid_key
         self.alpha, self.alpha_step, self.warmup, self.balance_weight = alpha, alpha_step, warmup, balance_weight
         self.unimodal = nn.ModuleDict(dict(unimodal)) if unimodal is not None else None
         self.unimodal_cfg = unimodal_cfg
@@ -152,18 +165,19 @@ class BTW(Method):
         if self.weighting == "none":
             return
         parts = [ctx.splits.train, ctx.splits.val, ctx.splits.test]
-        if any(UID not in d.tensors for d in parts):
-            raise KeyError(f"BTW keeps per-example weights by the '{UID}' key; wrap the splits with "
-                           "splits.with_uids()")
+        if any(self.uid_key not in d.tensors for d in parts):
+            raise KeyError(f"BTW keeps per-example weights by the '{self.uid_key}' key; wrap the splits with "
+                           "splits.with_uids() or name a row-id key unique across splits (uid_key=)")
         if self.unimodal is None:
             self.unimodal = nn.ModuleDict(train_unimodal(ctx.splits, self.unimodal_cfg or ctx.cfg))
         self.unimodal.requires_grad_(False).eval()
-        n = int(max(d.tensors[UID].max() for d in parts)) + 1
+        n = int(max(d.tensors[self.uid_key].max() for d in parts)) + 1
         outputs = torch.zeros(n, len(self.fusion_modalities), self.model.fusion.num_classes)
         for d in parts:
-            outputs[d.tensors[UID]] = self._unimodal_outputs(d).cpu()
+            outputs[d.tensors[self.uid_key]] = self._unimodal_outputs(d).cpu()
         self.unimodal_outputs = outputs.to(ctx.device)
-        self.weights = torch.full((n, len(self.fusion_modalities)), 1 / len(self.fusion_modalities), device=ctx.device)
+        start = 1.0 if self.scaling == "official" else 1 / len(self.fusion_modalities)
+        self.weights = torch.full((n, len(self.fusion_modalities)), start, device=ctx.device)
         self.mi = torch.full((len(self.fusion_modalities),), 1 / len(self.fusion_modalities), device=ctx.device)
 
     @torch.no_grad()
@@ -182,28 +196,38 @@ class BTW(Method):
 
     # ----- the weighted MoE forward ------------------------------------------------------------------
     def token_weights(self, batch: Batch) -> Tensor | None:
-        """(B, M) multipliers for the tokens: ``M_present * w`` with absent modalities at 0 (None: unweighted)."""
+        """(B, M) token multipliers, absent modalities at 0 (None: unweighted): ``M_present * w`` renormalised
+        over the present modalities, or the stored ``w`` itself under ``scaling="official"``."""
         present = torch.tensor([m in batch for m in self.fusion_modalities], device=batch[LABEL].device)
         if self.weighting == "none" or self.weights.numel() == 0:
             return None if bool(present.all()) else present.float().expand(len(batch[LABEL]), -1)
-        if UID not in batch:
-            raise KeyError(f"BTW looks up per-example weights by '{UID}'; the batch has {sorted(batch)}")
-        return normalise(self.weights[batch[UID]], present.float()) * present.sum()
+        if self.uid_key not in batch:
+            raise KeyError(f"BTW looks up per-example weights by '{self.uid_key}'; the batch has {sorted(batch)}")
+        stored = self.weights[batch[self.uid_key]]
+        if self.scaling == "official":
+            return stored * present.float()
+        return normalise(stored, present.float()) * present.sum()
 
     def _forward(self, batch: Batch, with_gates: bool = False) -> tuple[Output, Tensor | None]:
         features = self.model.encode(batch)
         weights = self.token_weights(batch)
         logits, _, *gates = self.model.fusion(features, weights, with_gates=with_gates)
         uni = {}
-        if self.unimodal_outputs.numel() and UID in batch:
-            stored = self.unimodal_outputs[batch[UID]]
+        if self.unimodal_outputs.numel() and self.uid_key in batch:
+            stored = self.unimodal_outputs[batch[self.uid_key]]
             uni = {m: stored[:, j] for j, m in enumerate(self.fusion_modalities) if m in batch}
         w = None if weights is None else {m: weights[:, j] for j, m in enumerate(self.fusion_modalities)}
         return Output(logits, uni, features, w), (gates[0] if gates else None)
 
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The task loss, or L1 for regression under ``loss="l1"`` (the official sentiment code's)."""
+        if self.loss_kind == "l1":
+            return nn.functional.l1_loss(logits.view_as(labels).float(), labels.float())
+        return task_loss(logits, labels, self.task)
+
     def training_step(self, batch: Batch, ctx: Context) -> StepOut:
         out, gates = self._forward(batch, with_gates=True)
-        loss = self.loss(out.logits, batch)
+        loss = self._loss(out.logits, batch[LABEL])
         logs = {"loss": loss.detach()}
         if self.balance_weight:
             balance = load_balance_loss(gates)
@@ -227,16 +251,21 @@ class BTW(Method):
         fused = {s: self._fused(ctx.splits.split(s), ctx.device) for s in ("train", "val", "test")}
         self.train(was_training)
         val = ctx.splits.val
-        val_loss = task_loss(fused["val"].cpu(), val.tensors[LABEL], self.task).item()
-        uni_val = self.unimodal_outputs[val.tensors[UID].to(ctx.device)].cpu()
-        self.mi = normalise(mutual_information(uni_val, fused["val"].cpu(), self.task, ctx.cfg.seed)).to(ctx.device)
-        for s, logits in fused.items():
-            uid = ctx.splits.split(s).tensors[UID].to(ctx.device)
-            kl = kl_divergence(self.unimodal_outputs[uid], logits, self.task, self.spread)
-            new = btw_weights(kl, self.mi, self.weighting, self.inverse_kl)
-            self.weights[uid] = self.alpha_now * new + (1 - self.alpha_now) * self.weights[uid]
+        val_loss = self._loss(fused["val"].cpu(), val.tensors[LABEL]).item()
+        if self.update == "epoch" or val_loss < self.best_val_loss:
+            self._update_weights(fused, ctx)
         self.history.append({"epoch": epoch, "alpha": self.alpha_now, "val_loss": val_loss,
                              **{f"mi_{m}": float(v) for m, v in zip(self.fusion_modalities, self.mi)}})
         step = self.alpha_step if val_loss > self.best_val_loss else -self.alpha_step
         self.alpha_now = float(np.clip(self.alpha_now + step, 0.0, 1.0))
         self.best_val_loss = min(self.best_val_loss, val_loss)
+
+    def _update_weights(self, fused: Mapping[str, Tensor], ctx: Context) -> None:
+        """New bi-level weights for every split from its fused outputs, smoothed into the stored ones."""
+        uni_val = self.unimodal_outputs[ctx.splits.val.tensors[self.uid_key].to(ctx.device)].cpu()
+        self.mi = normalise(mutual_information(uni_val, fused["val"].cpu(), self.task, ctx.cfg.seed)).to(ctx.device)
+        for s, logits in fused.items():
+            uid = ctx.splits.split(s).tensors[self.uid_key].to(ctx.device)
+            kl = kl_divergence(self.unimodal_outputs[uid], logits, self.task, self.spread)
+            new = btw_weights(kl, self.mi, self.weighting, self.inverse_kl)
+            self.weights[uid] = self.alpha_now * new + (1 - self.alpha_now) * self.weights[uid]
