@@ -218,3 +218,31 @@ def test_tiny_vit_shapes_and_training():
     method = MWAM(build_vit_model(splits, patch=4, dim=16, depth=1, heads=2))
     result = fit(method, splits, TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="sgd", progress=False))
     assert result.history["train_K_a"].iloc[0] < result.history["train_K_b"].iloc[0]
+
+
+def test_shared_trunk_host_predicts_from_the_trunk_with_absent_modalities_zeroed():
+    splits = _splits()
+    torch.manual_seed(0)
+    host = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), trunk=6).eval()
+    batch = splits.test.batch(range(5))
+    full = host.predict(batch)
+    assert full.logits.shape == (5, 3) and set(full.unimodal_logits) == {"a", "b"}
+    features = host.model.encode(batch)
+    expected = host.trunk(torch.cat([features["a"], torch.zeros_like(features["b"])], 1))
+    only_a = host.predict({k: v for k, v in batch.items() if k != "b"})
+    assert torch.allclose(only_a.logits, expected) and set(only_a.unimodal_logits) == {"a"}
+    with torch.no_grad():  # the auxiliary heads do not vote: changing them leaves the prediction
+        for p in host.model.fusion.parameters():
+            p.add_(1.0)
+    assert torch.allclose(host.predict(batch).logits, full.logits)
+    assert any(g["name"] == "shared" and any(p is host.trunk[0].weight for p in g["params"])
+               for g in host.parameter_groups())
+
+
+def test_shared_trunk_mwam_trains_and_scales_only_encoders():
+    splits = _splits()
+    method = MWAM(build_model(splits, "cnn", "late", widths=(4, 8)), trunk=8, intervention="grad")
+    result = fit(method, splits, TrainConfig(epochs=2, batch_size=16, lr=0.01, optimizer="sgd", progress=False))
+    assert result.history["train_K_a"].iloc[-1] < result.history["train_K_b"].iloc[-1]
+    with pytest.raises(ValueError, match="trunk width"):
+        MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), trunk=0)

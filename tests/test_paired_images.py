@@ -48,7 +48,7 @@ def test_clear_errors(tmp_path):
         load_paired_folder(tmp_path / "surf")
 
 
-def test_digit_depth_views_and_frm_ordering():
+def test_digit_depth_views_official_range_and_frm_ordering():
     from conftest import RAW_DATA_ROOT
 
     if RAW_DATA_ROOT is None:
@@ -58,11 +58,27 @@ def test_digit_depth_views_and_frm_ordering():
 
     splits = make_digit_depth(sizes=(40, 8, 8))
     assert splits.input_shapes() == {"rgb": (3, 32, 32), "depth": (1, 32, 32)}
-    depth = splits.train.tensors["depth"]
-    assert depth.min() >= 0 and depth.max() <= 1
-    assert torch.allclose(depth * 255, (depth * 255).round(), atol=1e-4)  # 8-bit quantised
-    assert frm(depth, reduce="mean") > 10 * frm(splits.train.tensors["rgb"], reduce="mean")
-    swapped = make_digit_depth(sizes=(40, 8, 8), swapped=True)
-    assert swapped.info["depth_mismatch"] == 0.5 and swapped.name == "digits_rgbd_swapped"
+    for m in ("rgb", "depth"):  # 8-bit values mapped by the official (x - 127.5) / 128
+        x = splits.train.tensors[m]
+        assert x.min() >= -127.5 / 128 and x.max() <= 127.5 / 128
+        assert torch.allclose(x * 128 + 127.5, (x * 128 + 127.5).round(), atol=1e-3)
+    assert frm(splits.train.tensors["depth"], reduce="mean") > 10 * frm(splits.train.tensors["rgb"], reduce="mean")
+    unit = make_digit_depth(sizes=(40, 8, 8), scale="unit")
+    assert torch.allclose(unit.train.tensors["depth"] * 255, (splits.train.tensors["depth"] * 128 + 127.5), atol=1e-3)
     with pytest.raises(ValueError, match="side"):
         make_digit_depth(sizes=(4, 4, 4), side=30)
+    with pytest.raises(ValueError, match="scale"):
+        make_digit_depth(sizes=(4, 4, 4), scale="zscore")
+
+
+def test_mismatch_draws_other_rows_at_the_given_rate():
+    from mmrepro.data.paired_images import _mismatched
+
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(_mismatched(50, 0.0, gen), torch.arange(50))
+    source = _mismatched(4000, 0.5, gen)
+    moved = (source != torch.arange(4000)).float().mean()
+    assert 0.45 < moved < 0.52  # half redrawn; a redraw lands on itself 1 time in 4000
+    with pytest.raises(ValueError, match="rgb_mismatch"):
+        from mmrepro.data.paired_images import make_digit_depth
+        make_digit_depth(sizes=(4, 4, 4), rgb_mismatch=1.5)

@@ -17,9 +17,9 @@ code, ``(x - 127.5) / 128`` on 8-bit values (16-bit images are first mapped to
 MNIST test set): an "rgb" modality, a coloured digit stroke over random
 high-frequency texture (low FRM), and a "depth" modality, a smooth height map
 of the digit (Gaussian blur plus a random planar ramp, quantised to 8 bits;
-high FRM).  By default depth is the clean, informative modality, as FRM
-predicts; ``swapped=True`` makes the high-frequency rgb the informative one
-(clean texture) and the depth map of a random other digit for half the samples.
+high FRM).  By default depth is the clean, informative modality; the mismatch
+fractions make either view uninformative for some samples whatever its spectrum,
+so spectrum and informativeness can be crossed.
 """
 
 from __future__ import annotations
@@ -146,19 +146,34 @@ def _depth_maps(digits: torch.Tensor, blur: float, ramp: float, gen: torch.Gener
     return torch.round((depth - low) / (high - low).clamp_min(1e-6) * 255.0) / 255.0
 
 
-def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int = 32, swapped: bool = False,
-                     rgb_noise: float | None = None, depth_mismatch: float | None = None, depth_blur: float = 2.0,
-                     depth_ramp: float = 0.5, seed: int = 0) -> Splits:
-    """Digits-RGBD: "rgb" (3 x side x side) and "depth" (1 x side x side) views of MNIST test digits.
+#: the scalings of Digits-RGBD pixels: the official code's ``(x - 127.5) / 128`` on 8-bit values, or [0, 1]
+SCALES = ("official", "unit")
 
-    ``rgb_noise`` (Gaussian pixel noise std over the texture) defaults to 0.4, or
-    0.1 when ``swapped``; ``depth_mismatch`` (fraction of samples whose depth map
-    shows a random other image) defaults to 0, or 0.5 when ``swapped``.
+
+def _mismatched(n: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """Row indices: each row itself, or (with probability ``fraction``) a random row, so its label is lost."""
+    source = torch.arange(n)
+    swap = torch.rand(n, generator=gen) < fraction
+    source[swap] = torch.randint(n, (int(swap.sum()),), generator=gen)
+    return source
+
+
+def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int = 32, rgb_noise: float = 0.4,
+                     rgb_mismatch: float = 0.0, depth_mismatch: float = 0.0, depth_blur: float = 2.0,
+                     depth_ramp: float = 0.5, scale: str = "official", seed: int = 0) -> Splits:
+    """Digits-RGBD: "rgb" (3 x side x side, high-frequency) and "depth" (1 x side x side, low-frequency) views.
+
+    Informativeness is set apart from the spectrum: ``rgb_mismatch`` / ``depth_mismatch`` is the fraction of
+    samples whose view shows a random other image, ``rgb_noise`` the Gaussian pixel noise over the texture.
+    ``scale="official"`` maps 8-bit values by ``(x - 127.5) / 128`` (about [-1, 1]); ``"unit"`` keeps [0, 1].
     """
-    rgb_noise = (0.1 if swapped else 0.4) if rgb_noise is None else rgb_noise
-    depth_mismatch = (0.5 if swapped else 0.0) if depth_mismatch is None else depth_mismatch
-    if not 0 <= depth_mismatch <= 1 or rgb_noise < 0:
-        raise ValueError(f"need rgb_noise >= 0 and depth_mismatch in [0, 1], got {rgb_noise}, {depth_mismatch}")
+    for name, value in (("rgb_mismatch", rgb_mismatch), ("depth_mismatch", depth_mismatch)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if rgb_noise < 0:
+        raise ValueError(f"rgb_noise must be >= 0, got {rgb_noise}")
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     if side < 28 or side % 8:
         raise ValueError(f"side must be a multiple of 8 that fits a 28-pixel digit (32, 40, ...), got {side}")
     images, labels = _mnist()
@@ -170,17 +185,18 @@ def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int
     digits = F.pad(images[idx].unsqueeze(1), (pad, side - 28 - pad, pad, side - 28 - pad))
     n = len(idx)
 
-    source = torch.arange(n)
-    swap = torch.rand(n, generator=gen) < depth_mismatch
-    source[swap] = torch.randint(n, (int(swap.sum()),), generator=gen)
-    depth = _depth_maps(digits[source], depth_blur, depth_ramp, gen)
-
-    stroke = digits * _hue_colours(n, gen).view(n, 3, 1, 1)
+    depth = _depth_maps(digits[_mismatched(n, depth_mismatch, gen)], depth_blur, depth_ramp, gen)
+    strokes = digits[_mismatched(n, rgb_mismatch, gen)]
+    stroke = strokes * _hue_colours(n, gen).view(n, 3, 1, 1)
     background = 0.5 * _texture(n, side, gen) + rgb_noise * torch.randn(n, 3, side, side, generator=gen)
-    rgb = (stroke + (1 - digits) * background).clamp(0.0, 1.0)
+    rgb = torch.round((stroke + (1 - strokes) * background).clamp(0.0, 1.0) * 255.0) / 255.0  # 8-bit, as depth
+    bound = (0.0, 1.0)
+    if scale == "official":
+        rgb, depth = (rgb * 255.0 - 127.5) / 128.0, (depth * 255.0 - 127.5) / 128.0
+        bound = (-127.5 / 128.0, 127.5 / 128.0)
 
     parts = split_rows({"rgb": rgb, "depth": depth, LABEL: labels[idx], "_index": idx}, ("rgb", "depth"), sizes)
-    info = {"sizes": sizes, "side": side, "swapped": swapped, "rgb_noise": rgb_noise, "depth_mismatch": depth_mismatch,
-            "depth_blur": depth_blur, "depth_ramp": depth_ramp, "seed": seed}
-    return Splits("digits_rgbd" + ("_swapped" if swapped else ""), *parts, num_classes=10,
-                  valid_range={"rgb": (0.0, 1.0), "depth": (0.0, 1.0)}, info=info)
+    info = {"sizes": sizes, "side": side, "rgb_noise": rgb_noise, "rgb_mismatch": rgb_mismatch,
+            "depth_mismatch": depth_mismatch, "depth_blur": depth_blur, "depth_ramp": depth_ramp, "scale": scale,
+            "seed": seed}
+    return Splits("digits_rgbd", *parts, num_classes=10, valid_range={"rgb": bound, "depth": bound}, info=info)

@@ -16,8 +16,9 @@ Image Understanding Models", ICLR 2026 (arXiv 2602.22644).  Per mini-batch:
    Algorithm 1; the one that survives Adam's normalisation, through the
    ``learning_rate_factors`` hook that the runner applies).
 
-The host is a late-fusion model whose per-modality heads double as auxiliary
-heads, trained on full data or with random per-sample modality dropout.
+The host has per-modality encoders and auxiliary heads, fused late (the heads'
+mean) or in a shared trunk on the concatenated features (the paper's hosts),
+trained on full data or with random per-sample modality dropout.
 MWAM is training-only: ``predict`` is the host's.
 """
 
@@ -28,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import validate
 from ..data.core import LABEL, Batch, DictDataset, iterate
@@ -165,19 +166,22 @@ def weight_schedule(t: Tensor, alpha: float = 1.5, beta: float = 1.0, lam: float
 # ----------------------------------------------------------------------------- host
 
 class MissingModalityHost(Method):
-    """Late fusion with per-modality auxiliary heads: ``CE(fused) + sum_m w_m CE(head_m)``.
+    """Per-modality encoders and auxiliary heads, fused late or in a shared trunk; ``CE(fused) + sum_m w_m CE(head_m)``.
 
-    The fused logits are the mean of the present heads (``LateFusion``).
-    ``modality_dropout=True`` draws, per sample, one non-empty subset of the
-    modalities uniformly (MMANet's "average" mode); absent modalities leave the
-    fused mean and their auxiliary loss for that sample.
+    ``trunk=None``: late fusion, the fused logits are the mean of the present heads,
+    so the auxiliary heads are also the inference heads.  ``trunk=h``: the paper's
+    hosts' shape, the features (zeros for an absent modality) concatenated into a
+    shared trunk (linear h, ReLU, linear) that alone makes the prediction; the heads
+    are auxiliary only.  ``modality_dropout=True`` draws, per sample, one non-empty
+    subset uniformly (MMANet's "average" mode); absent modalities leave the fusion
+    and their auxiliary loss for that sample.
     """
 
-    fusions = ("late",)  # the mean of per-modality heads
+    fusions = ("late",)  # the per-modality heads (auxiliary heads, and the late-fusion prediction)
     tasks = ("classification",)
 
     def __init__(self, model: MultimodalModel, modality_dropout: bool = False, aux_weight: float = 1.0,
-                 task: str = "classification"):
+                 trunk: int | None = None, task: str = "classification"):
         super().__init__(model, task)
         validate.number("aux_weight", aux_weight, 0)
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight
@@ -186,6 +190,11 @@ class MissingModalityHost(Method):
         for i, s in enumerate(subsets):
             masks[i, list(s)] = 1.0
         self.register_buffer("subset_masks", masks, persistent=False)
+        self.trunk = None if trunk is None else self._trunk(validate.number("trunk width", trunk, 1, integer=True))
+
+    def _trunk(self, width: int) -> nn.Sequential:
+        dims = sum(int(self.model.encoders[m].out_dim) for m in self.modalities)
+        return nn.Sequential(nn.Linear(dims, width), nn.ReLU(), nn.Linear(width, self.model.num_classes))
 
     def presence(self, batch: Batch) -> Tensor:
         """(B, M) 0/1 mask of the modalities each sample keeps this step."""
@@ -195,6 +204,13 @@ class MissingModalityHost(Method):
         draw = torch.randint(len(self.subset_masks), (n,), device=self.subset_masks.device)
         return self.subset_masks[draw]
 
+    def fused(self, out: Output, mask: Tensor) -> Tensor:
+        """Fused logits of the present modalities (``mask``: (B, M) 0/1): the heads' mean, or the trunk."""
+        if self.trunk is None:
+            uni = torch.stack([out.unimodal_logits[m] for m in self.modalities], 1)
+            return (uni * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return self.trunk(torch.cat([out.features[m] * mask[:, i:i + 1] for i, m in enumerate(self.modalities)], 1))
+
     def aux_weights(self, batch: Batch) -> dict[str, Tensor | float]:
         """Weight of each modality's auxiliary loss (MWAM overrides this)."""
         return {m: self.aux_weight for m in self.modalities}
@@ -202,16 +218,28 @@ class MissingModalityHost(Method):
     def training_step(self, batch: Batch, ctx) -> StepOut:
         out = self.model(batch)
         mask = self.presence(batch)
-        uni = torch.stack([out.unimodal_logits[m] for m in self.modalities], 1)  # (B, M, classes)
-        fused = (uni * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        fused = self.fused(out, mask)
         y = batch[LABEL]
         fused_loss = F.cross_entropy(fused, y)
         weights = self.aux_weights(batch)
-        aux = {m: (F.cross_entropy(uni[:, i], y, reduction="none") * mask[:, i]).sum() / mask[:, i].sum().clamp_min(1)
-               for i, m in enumerate(self.modalities)}
+        aux = {m: (F.cross_entropy(out.unimodal_logits[m], y, reduction="none") * mask[:, i]).sum()
+               / mask[:, i].sum().clamp_min(1) for i, m in enumerate(self.modalities)}
         loss = fused_loss + sum(weights[m] * aux[m] for m in self.modalities)
         logs = {"loss": loss.detach(), "loss_fused": fused_loss.detach(), **{f"loss_{m}": v.detach() for m, v in aux.items()}}
         return StepOut(loss, Output(fused, out.unimodal_logits, out.features), logs)
+
+    def predict(self, batch: Batch) -> Output:
+        """The host's prediction from the modalities present in ``batch`` (an absent one is a zero feature)."""
+        if self.trunk is None:
+            return self.model(batch)
+        features = self.model.encode(batch)
+        some = next(iter(features.values()))
+        mask = torch.tensor([[float(m in features) for m in self.modalities]], device=some.device)
+        full = {m: features.get(m, some.new_zeros(some.shape[0], int(self.model.encoders[m].out_dim)))
+                for m in self.modalities}
+        out = self.model.fuse(full)
+        uni = {m: out.unimodal_logits[m] for m in features}
+        return Output(self.fused(out, mask.expand(some.shape[0], -1)), uni, features)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """One group for the shared heads, then one per modality encoder (so MWAM can scale their lr)."""
@@ -247,8 +275,8 @@ class MWAM(MissingModalityHost):
                  omega: float = 0.5, ema_in: str = "denominator", alpha: float = PAPER_CONSTANTS["alpha"],
                  beta: float = PAPER_CONSTANTS["beta"], lam: float = PAPER_CONSTANTS["lam"],
                  gamma: float = PAPER_CONSTANTS["gamma"], modality_dropout: bool = False, aux_weight: float = 1.0,
-                 task: str = "classification"):
-        super().__init__(model, modality_dropout, aux_weight, task)
+                 trunk: int | None = None, task: str = "classification"):
+        super().__init__(model, modality_dropout, aux_weight, trunk, task)
         for name, value, valid in (("intervention", intervention, INTERVENTIONS), ("weights", weights, WEIGHTINGS),
                                    ("variant", variant, FRM_VARIANTS), ("reduce", reduce, REDUCTIONS), ("ema_in", ema_in, EMA_IN)):
             if value not in valid:
