@@ -54,8 +54,9 @@ def _scores(method: Method, splits: Splits, transform) -> dict[str, np.ndarray]:
 
 def _rank(score: np.ndarray, level: np.ndarray) -> float:
     """Spearman's rho of score against level; 0 when the score is constant (no information about the level)."""
-    rho = spearmanr(score, level).statistic
-    return 0.0 if not np.isfinite(rho) else float(rho)
+    if np.ptp(score) == 0:
+        return 0.0
+    return float(spearmanr(score, level).statistic)
 
 
 def estimator_rank(method: Method, splits: Splits, levels: Sequence[int]) -> dict[str, float]:

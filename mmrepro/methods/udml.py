@@ -19,15 +19,14 @@ Wei et al., "Unbiased Dynamic Multimodal Fusion", CVPR 2026 Findings
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.core import LABEL, Batch, DictDataset
+from ..data.core import LABEL, Batch
 from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
@@ -264,23 +263,3 @@ def default_noise(splits) -> GradedNoise:
         rng = splits.valid_range.get(m)
         scale[m], power[m] = ((rng[1] - rng[0]) * CODE_IMAGE_STD_AT_TOP / top, 2.0) if rng is not None else (2.0, 1.0)
     return GradedNoise.for_splits(splits, scale, power)
-
-
-@torch.no_grad()
-def noise_level_scores(method: UDML, dataset: DictDataset, noise: GradedNoise, levels: Sequence[int],
-                       seed: int = 0) -> pd.DataFrame:
-    """Per sample: UDML's predicted noise intensity and the embedding variance of each modality, with that
-    modality alone corrupted at each level (columns modality, level, seed, predicted intensity, embedding variance)."""
-    method.eval()
-    device = next(method.parameters()).device
-    batch = {k: v.to(device) for k, v in dataset.batch(range(len(dataset))).items()}
-    out = []
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for m in method.modalities:
-            for k in levels:
-                parts = method.forward_parts(noise.at_level(k, (m,))(batch))
-                out.append(pd.DataFrame({"modality": m, "level": k, "seed": seed,
-                                         "predicted intensity": parts.intensity[m].cpu().numpy(),
-                                         "embedding variance": parts.variance[m].cpu().numpy()}))
-    return pd.concat(out)
