@@ -17,7 +17,6 @@ from ..methods.noise_augmented import NoiseAugmented
 from ..methods.udml import default_noise, modality_dependency
 
 Scores = tuple[dict[str, float], dict[str, list[float]]]
-UNSEEN = ("blur", "occlusion")
 
 
 def _correct(method: Method, splits: Splits, transform=None, seed: int = 0) -> list[float]:
@@ -42,11 +41,12 @@ def _scores(method: Method, splits: Splits, transform) -> dict[str, np.ndarray]:
     if not hasattr(inner, "forward_parts"):
         return {}
     method.eval()
+    device = next(method.parameters()).device
     out: dict[str, list] = {m: [] for m in splits.modalities}
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(0)
         for batch in iterate(splits.test, 512):
-            parts = inner.forward_parts(transform(batch))
+            parts = inner.forward_parts(transform({k: v.to(device) for k, v in batch.items()}))
             for m in out:
                 out[m].append(parts.intensity[m].float().cpu())
     return {m: torch.cat(v).numpy() for m, v in out.items()}
@@ -83,8 +83,10 @@ def dependency_ratio(method: Method, splits: Splits, weak: str) -> dict[str, flo
     if not hasattr(inner, "forward_parts"):
         return {}
     inner.eval()
+    device = next(inner.parameters()).device
     with torch.no_grad():
-        parts = inner.forward_parts(splits.test.batch(range(len(splits.test))))
+        batch = splits.test.batch(range(len(splits.test)))
+        parts = inner.forward_parts({k: v.to(device) for k, v in batch.items()})
         d = modality_dependency(inner.model.fusion, parts.fused_input)
     d = dict(zip(parts.fused_input, d.tolist()))
     strong = next(m for m in d if m != weak)

@@ -117,7 +117,8 @@ class UDML(Method):
     ``noise_epoch`` / ``weight_epoch``: start of the noisy stage / of the learned weights
     (both 0: one-stage training).  ``estimator_input``: what the estimator reads (``"variance"``: the
     embedding's std, the paper; ``"mean"``: its mean, no probabilistic input); ``detach_estimator=False``
-    lets the estimator's loss train the embedding (the code stops that gradient).  ``noise=None`` builds a default ``GradedNoise`` at ``fit_begin``.
+    lets the estimator's loss train the embedding (the code stops that gradient).  ``noise=None`` builds a
+    default ``GradedNoise`` at ``fit_begin``.
     """
 
     fusions = ("concat",)
