@@ -1,15 +1,17 @@
-"""UDML's components, its graded noise, and its baselines (EAU-style, QMF, TMC) on toy tensors."""
+"""UDML's components, its graded noise, its baselines (EAU, QMF, TMC) and its chapter's measures on toy tensors."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 
 from mmrepro.data import make_synthetic
 from mmrepro.data.corruptions import GradedNoise
+from mmrepro.measures import udml as measures
 from mmrepro.methods import EAU, QMF, TMC, UDML, Joint, build
 from mmrepro.methods.noise_augmented import NoiseAugmented
 from mmrepro.methods.qmf import energy_confidence, rank_loss
@@ -217,15 +219,69 @@ def test_qmf_tmc_and_noise_augmented_train(toy):
     assert torch.equal(seen[0], batch["m0"]) and not torch.equal(seen[1], batch["m0"])
 
 
-def test_noise_level_scores_cover_every_modality_and_level_and_are_seeded(toy):
-    from mmrepro.methods.udml import noise_level_scores
+def test_default_noise_matches_the_codes_image_scale_at_the_top_level():
+    bounded = make_synthetic(levels=(1.0, 1.0), dim=4, sizes=(8, 8, 8))
+    bounded = replace(bounded, valid_range={"m0": (0.0, 1.0), "m1": None})
+    noise = default_noise(bounded)
+    assert noise.std("m0", 10).item() == pytest.approx(100 / 255)  # the code's k^2 on 0-255 pixels at k = 10
+    assert noise.std("m0", 4).item() == pytest.approx(100 / 255 * (3 / 9) ** 2)
+    assert noise.std("m0", 1).item() == 0 and noise.std("m1", 11).item() == pytest.approx(2.0)
 
+
+def test_estimator_gradient_reaches_the_embedding_when_not_detached(toy):
+    method = _udml(toy, detach_estimator=False)
+    method.train()
+    method.forward_parts(toy.train.batch(range(16))).intensity["m0"].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.heads["m0"].logvar.parameters())
+
+
+def test_noise_augmented_wraps_a_method_named_in_the_registry(toy):
+    wrapped = build("noise_augmented", toy, fusion="late", method="qmf", start_epoch=1)
+    assert isinstance(wrapped.method, QMF) and wrapped.start_epoch == 1
+    for bad in ("noise_augmented", "nope"):
+        with pytest.raises(ValueError, match="registry names"):
+            build("noise_augmented", toy, method=bad)
+
+
+# --- the chapter's measures ----------------------------------------------------------------
+def test_mixed_levels_are_seeded_per_sample_and_in_range():
+    a, b = measures.mixed_levels(500, ("x", "y"), seed=3), measures.mixed_levels(500, ("x", "y"), seed=3)
+    assert all(torch.equal(a[m], b[m]) for m in a), "every run sees the same draw"
+    assert not torch.equal(a["x"], a["y"]), "levels are independent per modality"
+    assert a["x"].min() == 1 and a["x"].max() == 11 and a["x"].float().std() > 2
+
+
+def test_rank_is_one_for_a_monotone_score_and_zero_for_a_constant():
+    level = np.repeat(np.arange(1, 6), 10)
+    assert measures._rank(level * 2.0 + 1, level) == pytest.approx(1.0)
+    assert measures._rank(-level * 1.0, level) == pytest.approx(-1.0)
+    assert measures._rank(np.ones(len(level)), level) == 0.0
+
+
+def test_robustness_gives_per_item_scores_and_run_level_metrics(toy):
     torch.manual_seed(0)
-    method = _udml(toy)
-    noise = default_noise(toy)
-    scores = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
-    assert len(scores) == 2 * 2 * len(toy.test) and set(scores.modality) == {"m0", "m1"}
-    variance = scores.groupby(["modality", "level"])["embedding variance"].mean()
-    assert all(variance[(m, 11)] != variance[(m, 1)] for m in ("m0", "m1")), "corruption must reach the embedding"
-    again = noise_level_scores(method, toy.test, noise, [1, 11], seed=0)
-    assert again.equals(scores), "the corruption is drawn from the given seed"
+    method = UDML(build_model(toy), noise_epoch=0, weight_epoch=0).eval()
+    metrics, items = measures.robustness(method, toy, levels=[1, 6, 11], weak="m1", unseen={})
+    n = len(toy.test)
+    for name in ("accuracy_mixed", "accuracy_noisy_both", "accuracy_m0_6", "accuracy_m1_11"):
+        assert len(items[name]) == n and metrics[name] == pytest.approx(np.mean(items[name]))
+    assert -1 <= metrics["rho"] <= 1 and metrics["rho"] == pytest.approx((metrics["rho_m0"] + metrics["rho_m1"]) / 2)
+    assert {"score_m0_1", "score_m1_11", "dependency_ratio", "weight_weak", "mixed_level_std"} <= set(metrics)
+    assert 0 < metrics["weight_weak"] < 2, "the two weights sum to 2"
+    again, _ = measures.robustness(method, toy, levels=[1, 6, 11], weak="m1", unseen={})
+    assert again == metrics, "every corruption is drawn from a fixed seed"
+
+
+def test_late_fusion_methods_get_accuracy_but_no_estimator_metrics(toy):
+    torch.manual_seed(0)
+    method = build("noise_augmented", toy, fusion="late", method="late").eval()
+    metrics, items = measures.robustness(method, toy, levels=[1, 11], weak="m1", unseen={})
+    assert "accuracy_mixed" in items and "rho" not in metrics and "dependency_ratio" not in metrics
+
+
+def test_dependency_ratio_is_large_when_the_weak_modality_is_ignored(toy):
+    torch.manual_seed(0)
+    method = UDML(build_model(toy), uncertainty=None, dependency=None).eval()
+    with torch.no_grad():
+        method.model.fusion.fc.weight[:, method.model.fusion.dims["m0"]:] = 0  # the head ignores m1
+    assert measures.dependency_ratio(method, toy, weak="m1")["dependency_ratio"] > 1e6

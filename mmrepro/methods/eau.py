@@ -21,6 +21,7 @@ project's earlier EAU-style baseline.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -31,14 +32,20 @@ from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 from .checks import check_choice, check_range, require_modalities
-from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl, inverse_uncertainty_weights
+from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl
 
 Score = Literal["code", "variance"]
 
 
-def channel_uncertainty(logvar: Tensor, score: Score = "code") -> Tensor:
-    """``u`` per sample and channel: ``exp(sigma)`` (the official code) or ``sigma^2`` (``"variance"``)."""
-    return torch.exp(torch.exp(0.5 * logvar)) if score == "code" else logvar.exp()
+def log_channel_uncertainty(logvar: Tensor, score: Score = "code") -> Tensor:
+    """``log u`` per sample and channel: ``sigma`` (the code's ``u = exp(sigma)``) or ``log sigma^2``; in logs
+    because ``exp(sigma)`` overflows for a wide std."""
+    return torch.exp(0.5 * logvar) if score == "code" else logvar
+
+
+def log_mean_exp(x: Tensor) -> Tensor:
+    """``log(mean(exp(x)))`` over the last axis (kept), without overflow."""
+    return torch.logsumexp(x, -1, keepdim=True) - math.log(x.shape[-1])
 
 
 class EAU(Method):
@@ -67,25 +74,27 @@ class EAU(Method):
     def forward_parts(self, batch: Batch, learned_weights: bool = True) -> UDMLParts:
         """Encoders -> probabilistic heads -> per-channel weights -> fusion, for the modalities present.
 
-        ``intensity`` holds EAU's own score (``u`` averaged over channels); EAU has no noise predictor.
+        ``intensity`` holds EAU's own score (the log of ``u`` averaged over channels); EAU has no noise predictor.
         """
         feats = self.model.encode(batch)
         mods = list(feats)
-        mu, logvar, z, u = {}, {}, {}, {}
+        mu, logvar, z, log_u = {}, {}, {}, {}
         for m in mods:
             mu[m], logvar[m] = self.heads[m](feats[m])
             sigma = torch.exp(0.5 * logvar[m])
             z[m] = mu[m] + torch.randn_like(sigma) * sigma if self.training else mu[m]
-            u[m] = channel_uncertainty(logvar[m].detach() if self.detach else logvar[m], self.score)
+            log_u[m] = log_channel_uncertainty(logvar[m].detach() if self.detach else logvar[m], self.score)
             if not self.per_channel:
-                u[m] = u[m].mean(-1, keepdim=True)
-        stacked = torch.stack([u[m] for m in mods], -1)
-        w = inverse_uncertainty_weights(stacked if learned_weights else torch.ones_like(stacked))
+                log_u[m] = log_mean_exp(log_u[m])
+        stacked = torch.stack([log_u[m] for m in mods], -1)
+        # M (1/u_m) / sum_j (1/u_j) is M softmax(-log u) over the modalities
+        w = len(mods) * torch.softmax(-stacked if learned_weights else torch.zeros_like(stacked), -1)
         h = {m: w[..., i] * z[m] for i, m in enumerate(mods)}
         out = self.model.fuse(h)
         out.weights = {m: w[..., i].mean(-1) for i, m in enumerate(mods)}
         variance = {m: logvar[m].detach().exp().mean(-1) for m in mods}
-        return UDMLParts(out, mu, logvar, {m: u[m].detach().mean(-1) for m in mods}, variance, h)
+        score = {m: log_mean_exp(log_u[m].detach()).squeeze(-1) for m in mods}  # log of the mean u: same ranks
+        return UDMLParts(out, mu, logvar, score, variance, h)
 
     def predict(self, batch: Batch) -> Output:
         return self.forward_parts(batch).output

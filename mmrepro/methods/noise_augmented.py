@@ -31,9 +31,16 @@ class NoiseAugmented(Method):
 
     @classmethod
     def for_splits(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
-                   encoder_kwargs: dict | None = None, method: type[Method] = Joint, noise: GradedNoise | None = None,
-                   start_epoch: int = 0, **kwargs: Any) -> "NoiseAugmented":
-        """``method`` built for ``splits`` (``kwargs`` go to it), trained on ``noise`` (default: UDML's)."""
+                   encoder_kwargs: dict | None = None, method: type[Method] | str = Joint,
+                   noise: GradedNoise | None = None, start_epoch: int = 0, **kwargs: Any) -> "NoiseAugmented":
+        """``method`` (a class or its registry name, so run specs stay data) built for ``splits`` (``kwargs`` go
+        to it), trained on ``noise`` (default: UDML's)."""
+        if isinstance(method, str):
+            from . import REGISTRY  # the registry imports this module
+
+            if method not in REGISTRY or method == "noise_augmented":
+                raise ValueError(f"NoiseAugmented cannot wrap {method!r}; valid: registry names other than itself")
+            method = REGISTRY[method]
         inner = method.for_splits(splits, encoder, fusion, encoder_kwargs, **kwargs)
         return cls(inner, noise or default_noise(splits), start_epoch)
 

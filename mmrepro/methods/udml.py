@@ -6,7 +6,7 @@ Wei et al., "Unbiased Dynamic Multimodal Fusion", CVPR 2026 Findings
 
 1. probabilistic embedding: ``mu_m, log sigma_m^2 = head_m(encoder_m(x_m))``;
    ``z_m = mu_m + eps * sigma_m`` in training, ``z_m = mu_m`` at inference;
-2. noise-intensity predictor on the *detached* pooled std:
+2. noise-intensity predictor on the *detached* pooled std (``detach_estimator``):
    ``s_m = exp(P_m(stopgrad(sigma_m)) / 2)``, regressed onto the injected level ``k_m``;
 3. inverse-uncertainty weight ``w~_m = M (1/u_m) / sum_j (1/u_j)`` with ``u_m = s_m^2``;
 4. modality dependency ``d_m = mean_i ||pi - pi_{not m}||_1`` (drop ``m`` at the fusion
@@ -19,15 +19,14 @@ Wei et al., "Unbiased Dynamic Multimodal Fusion", CVPR 2026 Findings
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.core import LABEL, Batch, DictDataset
+from ..data.core import LABEL, Batch
 from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
@@ -116,7 +115,10 @@ class UDML(Method):
     ``dependency_momentum``: 0 overwrites with each batch (the code), > 0 keeps an EMA.
     ``scaling``: ``"residual"`` fuses ``(1 + w) z`` (the code), ``"direct"`` fuses ``w z``.
     ``noise_epoch`` / ``weight_epoch``: start of the noisy stage / of the learned weights
-    (both 0: one-stage training).  ``noise=None`` builds a default ``GradedNoise`` at ``fit_begin``.
+    (both 0: one-stage training).  ``estimator_input``: what the estimator reads (``"variance"``: the
+    embedding's std, the paper; ``"mean"``: its mean, no probabilistic input); ``detach_estimator=False``
+    lets the estimator's loss train the embedding (the code stops that gradient).  ``noise=None`` builds a
+    default ``GradedNoise`` at ``fit_begin``.
     """
 
     fusions = ("concat",)
@@ -127,7 +129,7 @@ class UDML(Method):
                  scaling: Scaling = "residual", gamma: float = 4.0, beta: float = 1e-5, noise_weight: float = 0.1,
                  noise_epoch: int = 50, weight_epoch: int = 60, dependency_momentum: float = 0.9,
                  estimator_input: Literal["variance", "mean"] = "variance", predictor_hidden: int = 256,
-                 task: str = "classification"):
+                 detach_estimator: bool = True, task: str = "classification"):
         super().__init__(model, task)
         uncertainty, dependency = uncertainty or None, dependency or None  # False switches a component off too
         self._check(model, uncertainty, dependency, scaling, estimator_input, noise_epoch, weight_epoch,
@@ -142,6 +144,7 @@ class UDML(Method):
         self.gamma, self.beta, self.noise_weight = gamma, beta, noise_weight
         self.noise_epoch, self.weight_epoch = noise_epoch, weight_epoch
         self.dependency_momentum, self.estimator_input = dependency_momentum, estimator_input
+        self.detach_estimator = detach_estimator
         self.register_buffer("dependency", torch.ones(len(dims)))  # model state: saved with checkpoints
         self.register_buffer("dependency_ready", torch.tensor(False))  # False until the first batch sets it
 
@@ -185,8 +188,8 @@ class UDML(Method):
             mu[m], logvar[m] = self.heads[m](feats[m])
             sigma = torch.exp(0.5 * logvar[m])
             z[m] = mu[m] + torch.randn_like(sigma) * sigma if self.training else mu[m]
-            source = (sigma if self.estimator_input == "variance" else mu[m]).detach()
-            intensity[m] = self.predictors[m](source)
+            source = sigma if self.estimator_input == "variance" else mu[m]
+            intensity[m] = self.predictors[m](source.detach() if self.detach_estimator else source)
             variance[m] = sigma.detach().pow(2).mean(-1)
         w = self._weights(mods, intensity, variance, learned_weights)
         h = {m: (1 + w[:, i:i + 1] if self.scaling == "residual" else w[:, i:i + 1]) * z[m] for i, m in enumerate(mods)}
@@ -248,31 +251,16 @@ class UDML(Method):
         self.dependency_ready.fill_(True)
 
 
+#: the code's image noise std is k^2 on 0-255 pixels; at the top noisy level (10) that is 100/255 of the range
+CODE_IMAGE_STD_AT_TOP = 100 / 255
+
+
 def default_noise(splits) -> GradedNoise:
-    """Levels 1-11: bounded modalities get a quadratic std up to their range's width (the code's image
-    scale); unbounded ones (standardised) a linear std up to 2 (the code's audio scale, relative to the data)."""
+    """Levels 1-11 (11 replaces the input): bounded modalities get a quadratic std reaching the code's
+    k^2/255 of their range at level 10; unbounded (standardised) ones a linear std up to 2 (the code's audio)."""
     scale, power = {}, {}
+    top = ((10 - 1) / 10) ** 2  # GradedNoise's (k-1)/10 at the top noisy level, squared
     for m in splits.modalities:
         rng = splits.valid_range.get(m)
-        scale[m], power[m] = ((rng[1] - rng[0]), 2.0) if rng is not None else (2.0, 1.0)
+        scale[m], power[m] = ((rng[1] - rng[0]) * CODE_IMAGE_STD_AT_TOP / top, 2.0) if rng is not None else (2.0, 1.0)
     return GradedNoise.for_splits(splits, scale, power)
-
-
-@torch.no_grad()
-def noise_level_scores(method: UDML, dataset: DictDataset, noise: GradedNoise, levels: Sequence[int],
-                       seed: int = 0) -> pd.DataFrame:
-    """Per sample: UDML's predicted noise intensity and the embedding variance of each modality, with that
-    modality alone corrupted at each level (columns modality, level, seed, predicted intensity, embedding variance)."""
-    method.eval()
-    device = next(method.parameters()).device
-    batch = {k: v.to(device) for k, v in dataset.batch(range(len(dataset))).items()}
-    out = []
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for m in method.modalities:
-            for k in levels:
-                parts = method.forward_parts(noise.at_level(k, (m,))(batch))
-                out.append(pd.DataFrame({"modality": m, "level": k, "seed": seed,
-                                         "predicted intensity": parts.intensity[m].cpu().numpy(),
-                                         "embedding variance": parts.variance[m].cpu().numpy()}))
-    return pd.concat(out)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmrepro.methods import EAU
-from mmrepro.methods.eau import channel_uncertainty
+from mmrepro.methods.eau import log_channel_uncertainty, log_mean_exp
 from mmrepro.models import build_model
 
 from .helpers import batch, ctx
@@ -26,7 +26,8 @@ def test_weights_are_the_codes_per_channel_inverse_uncertainty(synthetic):
     assert torch.allclose(parts.fused_input["m0"], weight_a * parts.mu["m0"], atol=1e-6)
     assert torch.allclose(parts.output.weights["m0"], weight_a.mean(-1), atol=1e-6)
     lv = torch.tensor([[0.0, 2.0]])
-    assert torch.allclose(channel_uncertainty(lv, "variance"), lv.exp())
+    assert torch.allclose(log_channel_uncertainty(lv, "variance"), lv)
+    assert torch.allclose(parts.intensity["m0"], torch.exp(0.5 * parts.logvar["m0"]).exp().mean(-1).log(), atol=1e-5)
 
 
 def _variance_grad(synthetic, **kwargs) -> torch.Tensor:
@@ -44,11 +45,15 @@ def test_the_task_loss_trains_the_variance_branch_from_the_first_step(synthetic)
     assert not _variance_grad(synthetic, weight_epoch=1).any()  # delayed weights: no path before epoch 1
 
 
-def test_a_noisier_channel_gets_less_weight():
-    u = channel_uncertainty(torch.tensor([[[0.0, 0.0], [3.0, 0.0]]]).transpose(1, 2))  # (1, 2 channels, 2 mods)
-    from mmrepro.methods.udml import inverse_uncertainty_weights
-    w = inverse_uncertainty_weights(u)
-    assert w[0, 0, 1] < 1 < w[0, 0, 0] and torch.allclose(w[0, 1], torch.ones(2))
+def test_a_noisier_channel_gets_less_weight_and_a_huge_std_does_not_overflow(synthetic):
+    torch.manual_seed(0)
+    method = EAU(build_model(synthetic)).eval()
+    with torch.no_grad():
+        method.heads["m1"].logvar[1].bias.fill_(10.0)  # sigma = exp(5) on m1: exp(sigma) overflows float32
+    parts = method.forward_parts(batch(synthetic, 8))
+    weights = parts.output.weights
+    assert torch.isfinite(parts.output.logits).all() and (weights["m1"] < 1e-6).all() and (weights["m0"] > 2 - 1e-6).all()
+    assert torch.allclose(log_mean_exp(torch.tensor([[0.0, 1000.0]])), torch.tensor([[1000.0 - 0.6931472]]))
 
 
 @pytest.mark.parametrize("bad, match", [({"score": "std"}, "valid: 'code', 'variance'"),
