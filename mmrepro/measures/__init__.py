@@ -1,0 +1,1 @@
+"""Chapter-specific measurements, named by path in run specs."""
