@@ -249,3 +249,78 @@ def test_token_ranks_before_and_after_routing_per_stream_and_joint():
     after = token_ranks(routed, splits.test.batch(range(8)))
     assert any(after[("before", m)] != after[("after", m)] for m in ("image", "text"))
     assert all(1.0 <= v <= 16.0 for v in after.values()), "an effective rank lies between 1 and the width"
+
+
+def test_causal_mask_hides_later_keys_and_padding_but_never_the_query_itself():
+    from mmrepro.models.token_model import causal_mask, last_valid
+
+    valid = torch.tensor([[True, True, False]])
+    expected = torch.tensor([[[False, True, True], [False, False, True], [False, False, False]]])
+    assert torch.equal(causal_mask(valid), expected)
+    assert last_valid(torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)).tolist() == [1, 3]
+
+
+def test_causal_reasoner_reads_the_last_valid_token_and_image_tokens_cannot_see_the_prompt():
+    splits = toy_splits()
+    torch.manual_seed(0)
+    model = build_token_model(splits, dim=16, causal=True).eval()
+    batch = splits.test.batch(range(8))
+    out = model(batch)
+    torch.testing.assert_close(out.weights["image"] + out.weights["text"], torch.ones(8))
+    toks = model.tokens(batch)
+    hidden = {}
+    model.blocks[-1].register_forward_hook(lambda _m, _a, res: hidden.update(x=res[0]))
+    model.reason(toks)
+    first = hidden["x"][:, :16].clone()
+    other = {**batch, "text": torch.roll(batch["text"], 1, 0)}
+    model.reason(model.tokens(other))
+    torch.testing.assert_close(hidden["x"][:, :16], first)  # image positions come first and see only images
+    assert not torch.allclose(model(other).logits, out.logits)
+
+
+def test_plug_in_trains_the_baseline_first_then_only_the_gates():
+    from mmrepro.train import TrainConfig, fit
+
+    splits = toy_splits(40)
+    cfg = TrainConfig(epochs=2, batch_size=16, progress=False, device="cpu")
+    for regime, gates_move in (("plug_in", False), ("gates", True)):
+        torch.manual_seed(0)
+        method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "causal": True, "routing": {"ratio": 0.25}},
+                                 regime=regime, baseline={"epochs": 3})
+        start = {k: v.clone() for k, v in method.state_dict().items()}
+        result = fit(method, splits, cfg)
+        end = method.state_dict()
+        assert result.history["baseline_epochs"].tolist() == [3.0, 3.0]
+        assert not torch.equal(start["model.head.weight"], end["model.head.weight"]), "the baseline was trained"
+        assert torch.equal(start["model.router.gate_logits"], end["model.router.gate_logits"]) != gates_move
+        assert method.model.routing and not method.model.head.weight.requires_grad
+    with pytest.raises(ValueError, match="learn_gates"):
+        MoIR.for_splits(splits, encoder_kwargs={"routing": {"learn_gates": False}}, regime="plug_in")
+    with pytest.raises(ValueError, match="regime"):
+        MoIR.for_splits(splits, encoder_kwargs={"routing": {}}, regime="frozen")
+
+
+def test_contributions_measure_reports_drops_shares_and_channel_agreement():
+    from mmrepro.measures.moir import contributions
+
+    splits = toy_splits(30)
+    splits.info["test_randomised"] = splits.test
+    splits.valid_range["image"] = (0.0, 1.0)
+    torch.manual_seed(0)
+    method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "causal": True, "routing": {"ratio": 0.25, "rank": 2}})
+    metrics, items = contributions(method, splits)
+    assert set(items) == {"accuracy_randomised", "drop_image", "drop_text"} and all(len(v) == 30 for v in items.values())
+    assert all(v in (-1.0, 0.0, 1.0) for v in items["drop_image"])
+    assert metrics["share_image"] + metrics["share_text"] == pytest.approx(1.0)
+    assert metrics["shift_image_degraded"] == pytest.approx(metrics["share_image"] - metrics["share_image_image_degraded"])
+    assert all(0 <= metrics[f"{k}_{m}"] <= 1 for k in ("agree", "overlap") for m in ("image", "text"))
+    assert metrics["agree_image"] <= metrics["overlap_image"]
+
+
+def test_svd_and_variance_pick_the_same_channels_at_full_rank():
+    from mmrepro.measures.moir import channel_agreement
+
+    splits = toy_splits(20)
+    method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "routing": {"ratio": 0.25, "rank": 64}})
+    assert channel_agreement(method, splits.test) == {"agree_image": 1.0, "agree_text": 1.0, "overlap_image": 1.0,
+                                                       "overlap_text": 1.0}

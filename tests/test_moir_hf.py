@@ -69,3 +69,42 @@ def test_zero_gate_is_the_identity_and_gates_get_gradients(llava):
     assert handle.router.gate_logits.grad.abs().sum() > 0
     handle.remove()
     llava.zero_grad(set_to_none=True)
+
+
+def test_default_text_mask_keeps_the_prompt_only():
+    from mmrepro.integrations.hf_llava import prompt_mask
+
+    ids = torch.tensor([[1, 5, 6, 7, 2, 0]])
+    attention = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, -100, 7, 2, -100]])
+    assert prompt_mask(ids, attention, labels, (1, 2)).tolist() == [[False, True, True, False, False, False]]
+    assert prompt_mask(ids, attention, None, (1, 2)).tolist() == [[False, True, True, True, False, False]]
+
+
+def test_answer_tokens_are_never_routed_into_the_image(llava):
+    batch = inputs(llava)
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, -1] = batch["input_ids"][:, -1]  # the last token is the teacher-forced answer
+    handle = attach_moir(llava, ratio=0.25)
+    routed = embeds_seen(llava, {**batch, "labels": labels})[0]
+    other = batch["input_ids"].clone()
+    other[:, -1] = (other[:, -1] + 1) % 90 + 3  # another answer: the image positions must not move
+    moved = embeds_seen(llava, {**batch, "input_ids": other, "labels": labels})[0]
+    image = batch["input_ids"] == llava.config.image_token_id
+    torch.testing.assert_close(routed[image], moved[image])
+    handle.remove()
+
+
+def test_training_without_labels_is_refused_and_missing_ids_warn(llava):
+    batch = inputs(llava)
+    handle = attach_moir(llava)
+    llava.train()
+    try:
+        with pytest.raises(ValueError, match="labels="):
+            llava(**batch)
+    finally:
+        llava.eval()
+    embeds = llava.get_input_embeddings()(batch["input_ids"].clamp_max(98))
+    with pytest.warns(UserWarning, match="no input_ids"):
+        llava(inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+    handle.remove()

@@ -3,13 +3,17 @@
 ``attach_moir(model)`` puts a ``MoIRRouter`` on the language model's input
 embeddings: after the vision tower and projector have filled the image
 placeholders, and before the first decoder layer.  Modality a is the image
-positions (``input_ids == config.image_token_id``), modality b the text
-positions chosen by ``text_mask_fn`` (default: every attended non-image
-token; pass a function that keeps prompt tokens only when teacher-forced
-answers are in the sequence, the spec's ambiguity A5).  Routing happens on
-the prefill pass only (a decoding step has no image tokens).  The router is
-registered as ``model.moir_router``, so its gates train and save with the
-model.  Nothing here downloads weights: bring your own checkpoint.
+positions (``input_ids == config.image_token_id``), modality b the prompt:
+by default the attended non-image tokens that are neither special tokens
+(BOS, EOS, padding) nor supervised answer positions (``labels != -100``), so
+teacher-forced answers never leak into the image positions (the spec's
+ambiguity A5); ``text_mask_fn(input_ids, attention_mask)`` replaces that
+rule.  In training mode the default refuses a call without ``labels`` (it
+could not tell the answer apart).  Routing happens on the prefill pass only
+(a decoding step has no image tokens); a call without ``input_ids`` cannot
+locate the image and warns that it was not routed.  The router is registered
+as ``model.moir_router``, so its gates train and save with the model.
+Nothing here downloads weights: bring your own checkpoint.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
 from ..methods.moir import MoIRRouter
 
 TextMaskFn = Callable[[Tensor, Tensor], Tensor]
+IGNORE_INDEX = -100  # the label of a position that carries no loss (the prompt)
 
 
 def _llava_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -34,8 +41,15 @@ def _llava_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return inner, inner.language_model
 
 
-def _default_text_mask(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    return attention_mask.bool()
+def prompt_mask(input_ids: Tensor, attention: Tensor, labels: Tensor | None, special: tuple[int, ...]) -> Tensor:
+    """The prompt positions: attended, not special, and not supervised (``labels`` = IGNORE_INDEX)."""
+    mask = attention.bool() & ~torch.isin(input_ids, torch.tensor(special, device=input_ids.device))
+    return mask if labels is None else mask & (labels == IGNORE_INDEX)
+
+
+def _special_ids(config: Any) -> tuple[int, ...]:
+    text = config.text_config
+    return tuple(int(i) for i in (text.bos_token_id, text.eos_token_id, text.pad_token_id) if i is not None)
 
 
 @dataclass
@@ -54,7 +68,7 @@ class MoIRHandle:
             del self.model.moir_router
 
 
-def attach_moir(model: nn.Module, text_mask_fn: TextMaskFn = _default_text_mask, **router_kwargs: Any) -> MoIRHandle:
+def attach_moir(model: nn.Module, text_mask_fn: TextMaskFn | None = None, **router_kwargs: Any) -> MoIRHandle:
     """Route information between image and text embeddings of a LLaVA-style model (returns a handle)."""
     if router_kwargs.get("inject", "blend") != "blend":
         raise ValueError(f"inside a VLM the router must keep the sequence length: inject='blend', got {router_kwargs['inject']!r}")
@@ -65,29 +79,38 @@ def attach_moir(model: nn.Module, text_mask_fn: TextMaskFn = _default_text_mask,
     param = next(model.parameters())
     router.to(param.device)
     model.add_module("moir_router", router)
-    state: dict[str, Tensor | None] = {"input_ids": None, "attention_mask": None}
+    state: dict[str, Tensor | None] = {"input_ids": None, "attention_mask": None, "labels": None}
+    special = _special_ids(config)
 
     def capture(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        state["input_ids"] = ids
-        state["attention_mask"] = kwargs.get("attention_mask")
+        state["input_ids"] = kwargs.get("input_ids", args[0] if args else None)
+        state["attention_mask"], state["labels"] = kwargs.get("attention_mask"), kwargs.get("labels")
+        if text_mask_fn is None and model.training and state["labels"] is None:
+            raise ValueError("training with MoIR's default prompt mask needs labels= (IGNORE_INDEX on the prompt), "
+                             "so that answer tokens are not routed into the image; or pass text_mask_fn")
 
     def route(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         ids, embeds = state["input_ids"], kwargs.get("inputs_embeds")
-        if ids is None or embeds is None or ids.shape != embeds.shape[:2]:
+        if ids is None:
+            warnings.warn("MoIR: the call has no input_ids, so the image positions are unknown and nothing was "
+                          "routed; pass input_ids (with pixel_values) instead of inputs_embeds", stacklevel=2)
+            return None
+        if embeds is None or ids.shape != embeds.shape[:2]:
             return None
         image = ids == config.image_token_id
         if not image.any():
             return None
         attention = state["attention_mask"]
         attention = torch.ones_like(ids, dtype=torch.bool) if attention is None else attention.bool()
-        text = text_mask_fn(ids, attention) & attention & ~image
+        chosen = prompt_mask(ids, attention, state["labels"], special) if text_mask_fn is None \
+            else text_mask_fn(ids, attention)
+        text = chosen & attention & ~image
         ya, yb, _, _ = router(embeds, embeds, image & attention, text)
         kwargs["inputs_embeds"] = torch.where(image.unsqueeze(-1), ya, yb)
         return args, kwargs
 
     handle = MoIRHandle(router, model)
-    handle.hooks.append(inner.register_forward_pre_hook(capture, with_kwargs=True))
+    handle.hooks.append(model.register_forward_pre_hook(capture, with_kwargs=True))
     handle.hooks.append(language_model.register_forward_pre_hook(route, with_kwargs=True))
     return handle
 

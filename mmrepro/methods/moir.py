@@ -27,7 +27,7 @@ from .. import validate
 from ..data.core import Batch, Splits
 from ..models.multimodal import Output
 from ..models.token_model import TokenModel, build_token_model
-from ..train import Context
+from ..train import Context, fit
 from .base import Method, StepOut
 
 Level = Literal["channel", "token"]
@@ -231,27 +231,71 @@ def _finite_or(y: Tensor, x: Tensor) -> Tensor:
     return torch.where(ok, y, x)
 
 
+REGIMES = ("trained", "plug_in", "gates")
+
+
 class MoIR(Method):
     """Cross-entropy training of a ``TokenModel`` whose router (MoIR, or none) sits before the reasoner.
 
-    ``modality_dropout=p`` removes one randomly chosen stream from a fraction
-    ``p`` of the training samples (the classic balancing baseline).
+    ``regime`` is how the router meets the backbone: ``"trained"`` trains both
+    from scratch (our extension); ``"plug_in"`` (the paper's training-free use)
+    and ``"gates"`` (gates-only tuning) first train the backbone with the router
+    off (``fit_begin``: the baseline, to its own early stop with ``baseline``'s
+    train overrides), freeze it and switch the router on; the outer fit then
+    trains only the gates, with learning rate 0 for ``"plug_in"`` (alpha stays
+    at its initial value).  ``modality_dropout=p`` removes one randomly chosen
+    stream from a fraction ``p`` of the training samples (the classic balancing baseline).
     """
 
     fusions = ("token",)
     tasks = ("classification",)
 
-    def __init__(self, model: TokenModel, task: str = "classification", modality_dropout: float = 0.0):
+    def __init__(self, model: TokenModel, task: str = "classification", modality_dropout: float = 0.0,
+                 regime: str = "trained", baseline: dict | None = None):
         if not 0 <= modality_dropout < 1:
             raise ValueError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
+        _check("regime", regime, REGIMES)
+        if regime != "trained" and not isinstance(getattr(model.router, "gate_logits", None), nn.Parameter):
+            raise ValueError(f"regime {regime!r} needs a router with learn_gates=True (its gates are the only "
+                             "parameters the outer fit sees); got router {model.router!r}")
         super().__init__(model, task)  # type: ignore[arg-type]
         self.modality_dropout = modality_dropout
+        self.regime = regime
+        self.baseline = dict(baseline or {})
+        self.baseline_fit: dict[str, float] = {}
 
     @classmethod
-    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None,
-                   **token_kwargs) -> TokenModel:
-        """A ``TokenModel`` for ``splits`` (``token_kwargs`` go to ``build_token_model``; ``encoder`` is unused)."""
-        return build_token_model(splits, **token_kwargs)
+    def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None, dim: int = 32,
+                   routing: dict | None = None, **token_kwargs) -> TokenModel:
+        """A ``TokenModel`` for ``splits`` with a ``MoIRRouter(dim, **routing)`` (none if ``routing`` is None);
+        ``token_kwargs`` go to ``build_token_model``, ``encoder`` is unused."""
+        router = None if routing is None else MoIRRouter(dim, **routing)
+        return build_token_model(splits, dim=dim, router=router, **token_kwargs)
+
+    def fit_begin(self, ctx: Context) -> None:
+        """For the plug-in and gates regimes: train the baseline with the router off, then freeze it."""
+        if self.regime == "trained":
+            return
+        from ..experiment import converged  # imported here: experiment imports the method registry
+
+        self.model.routing = False
+        result = fit(MoIR(self.model, self.task), ctx.splits, ctx.cfg, checkpoint_dir=None, resume=False,
+                     progress=False, **self.baseline)
+        ok, best = converged(result.history)
+        self.baseline_fit = {"baseline_epochs": float(len(result.history)), "baseline_best_epoch": float(best),
+                             "baseline_converged": float(ok), "baseline_val_accuracy": result.best_score}
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.router.gate_logits.requires_grad_(True)
+        self.model.routing = True
+
+    def parameter_groups(self) -> list[dict]:
+        if self.regime == "trained":
+            return super().parameter_groups()
+        return [{"params": [self.model.router.gate_logits], **({"lr": 0.0} if self.regime == "plug_in" else {})}]
+
+    def epoch_end(self, epoch: int, ctx: Context) -> dict[str, float] | None:
+        return dict(self.baseline_fit)  # the frozen baseline's own convergence, in every history row
 
     def keep_masks(self, batch: Batch) -> dict[str, Tensor] | None:
         """Per-sample stream keep-masks for modality dropout (at most one stream dropped per sample)."""

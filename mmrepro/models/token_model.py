@@ -4,9 +4,13 @@ It keeps the shape that matters to MoIR: each modality becomes a token
 sequence of one common width (image patches from a small conv patchifier
 through an encoder and a projector; spectrogram frames the same way; prompt tokens through an
 embedding lookup), an optional router may rewrite the two streams, and a
-small transformer "reasoner" reads [CLS ; stream a ; stream b] and predicts
-from CLS.  A stream missing from the batch is simply absent, so the
-unimodal logits are the reasoner run on one stream alone, and the CLS
+small transformer "reasoner" reads them.  Two reasoners: the bidirectional
+one reads [CLS ; stream a ; stream b] and predicts from CLS; the causal one
+(``causal=True``, the LLaVA layout) reads [stream a ; stream b] under a
+causal mask, so image tokens cannot see the prompt, and predicts from the
+last valid position (the next-token logits restricted to the answers).  A
+stream missing from the batch is simply absent, so the unimodal logits are
+the reasoner run on one stream alone (the router idle), and the readout's
 attention mass on each stream is returned as ``Output.weights``.
 """
 
@@ -82,7 +86,7 @@ class TextStream(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block that also returns the CLS query's attention (mean over heads)."""
+    """Pre-norm transformer block that also returns its attention map (B, T, T), mean over heads."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -90,29 +94,38 @@ class Block(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
-    def forward(self, x: Tensor, ignore: Tensor, attention: bool = True) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, ignore: Tensor, attention: bool = True,
+                blocked: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """``ignore`` (B, T) marks padded keys; ``blocked`` (B, T, T), if given, replaces it: the keys each
+        query may not see."""
         h = self.norm1(x)
-        a, w = self.attn(h, h, h, key_padding_mask=ignore, need_weights=attention, average_attn_weights=True)
+        mask = None if blocked is None else blocked.repeat_interleave(self.attn.num_heads, 0)
+        a, w = self.attn(h, h, h, key_padding_mask=None if blocked is not None else ignore, attn_mask=mask,
+                         need_weights=attention, average_attn_weights=True)
         x = x + a
-        return x + self.mlp(self.norm2(x)), None if w is None else w[:, 0]
+        return x + self.mlp(self.norm2(x)), w
 
 
 class TokenModel(nn.Module):
-    """streams -> (router) -> [CLS ; tokens of each stream + type embedding] -> reasoner -> head.
+    """streams -> (router) -> [CLS ;] tokens of each stream + type embedding -> reasoner -> head.
 
     It fuses inside the reasoner and has no separate fusion head: its ``name`` ("token") stands for one.
+    ``causal`` picks the causal reasoner (no CLS, readout at the last valid token); ``routing`` switches
+    the router off without removing it (a baseline trained before the router is plugged in).
     """
 
     name: ClassVar[str] = "token"
 
     def __init__(self, streams: Mapping[str, nn.Module], num_classes: int, dim: int = 32, depth: int = 2,
-                 heads: int = 4, router: nn.Module | None = None):
+                 heads: int = 4, router: nn.Module | None = None, causal: bool = False):
         super().__init__()
         if router is not None and len(streams) != 2:
             raise ValueError(f"a router joins exactly two streams, got {list(streams)}")
         self.streams = nn.ModuleDict(dict(streams))
         self.router = router
-        self.cls = _positions(1, dim)
+        self.routing = True
+        self.causal = causal
+        self.cls = None if causal else _positions(1, dim)
         self.type_embed = nn.Parameter(torch.randn(len(streams), dim) * 0.02)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -135,32 +148,38 @@ class TokenModel(nn.Module):
         return out
 
     def route(self, toks: dict[str, Tokens]) -> dict[str, Tokens]:
-        """The router on the two streams (identity if there is none, or only one stream is present)."""
-        if self.router is None or len(toks) < 2:
+        """The router on the two streams (identity if there is none, it is off, or only one stream is present)."""
+        if self.router is None or not self.routing or len(toks) < 2:
             return toks
         (a, (xa, ma)), (b, (xb, mb)) = toks.items()
         ya, yb, ma, mb = self.router(xa, xb, ma, mb)
         return {a: (ya, ma), b: (yb, mb)}
 
     def reason(self, toks: dict[str, Tokens], attention: bool = True) -> tuple[Tensor, dict[str, Tensor] | None]:
-        """Logits from CLS, and the CLS attention share of each stream (mean over layers and heads)."""
+        """Logits from the readout (CLS, or the last valid token when causal), and the readout's attention
+        share of each stream (mean over layers and heads)."""
         names = list(toks)
         index = {m: i for i, m in enumerate(self.streams)}
         first = toks[names[0]][0]
-        x = torch.cat([self.cls.expand(first.shape[0], -1, -1).to(first.dtype)]
-                      + [toks[m][0] + self.type_embed[index[m]] for m in names], 1)
-        valid = torch.cat([torch.ones_like(toks[names[0]][1][:, :1])] + [toks[m][1] for m in names], 1)
-        cls_attention = 0
+        x = torch.cat([toks[m][0] + self.type_embed[index[m]] for m in names], 1)
+        valid = torch.cat([toks[m][1] for m in names], 1)
+        if not self.causal:
+            x = torch.cat([self.cls.expand(first.shape[0], -1, -1).to(first.dtype), x], 1)
+            valid = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
+        readout = last_valid(valid) if self.causal else torch.zeros_like(valid[:, 0], dtype=torch.long)
+        blocked = causal_mask(valid) if self.causal else None
+        rows = torch.arange(x.shape[0], device=x.device)
+        seen = 0
         for block in self.blocks:
-            x, w = block(x, ~valid, attention)
-            cls_attention = cls_attention + w if attention else cls_attention
-        logits = self.head(self.norm(x[:, 0]))
+            x, w = block(x, ~valid, attention, blocked)
+            seen = seen + w[rows, readout] if attention else seen
+        logits = self.head(self.norm(x[rows, readout]))
         if not attention:
             return logits, None
-        mass, start = {}, 1
+        mass, start = {}, 0 if self.causal else 1
         for m in names:
             length = toks[m][0].shape[1]
-            mass[m] = cls_attention[:, start:start + length].sum(1)
+            mass[m] = seen[:, start:start + length].sum(1)
             start += length
         total = sum(mass.values()).clamp_min(1e-12)
         return logits, {m: v / total for m, v in mass.items()}
@@ -178,9 +197,24 @@ class TokenModel(nn.Module):
         return Output(logits, uni, features, share)
 
 
+def causal_mask(valid: Tensor) -> Tensor:
+    """(B, T, T) keys hidden from each query: later positions and padding, except the query itself (so
+    a padded query, whose output is never read, has a key and no NaN)."""
+    n = valid.shape[1]
+    future = torch.ones(n, n, dtype=torch.bool, device=valid.device).triu(1)
+    blocked = future.unsqueeze(0) | ~valid.unsqueeze(1)
+    return blocked & ~torch.eye(n, dtype=torch.bool, device=valid.device)
+
+
+def last_valid(valid: Tensor) -> Tensor:
+    """Index of each row's last True entry (B,): the causal readout position; 0 for a row with none."""
+    positions = torch.arange(valid.shape[1], device=valid.device)
+    return (valid * positions).amax(1)
+
+
 def build_token_model(splits: Splits, dim: int = 32, depth: int = 2, heads: int = 4,
                       kinds: Mapping[str, Stream] | None = None, patch_side: int = 4, frame_group: int = 4,
-                      encoder_layers: int = 1, router: nn.Module | None = None) -> TokenModel:
+                      encoder_layers: int = 1, router: nn.Module | None = None, causal: bool = False) -> TokenModel:
     """A ``TokenModel`` for ``splits``: integer modalities become text streams (vocabulary from
     ``splits.info["vocab_size"]``), a (C, H, W) modality named like "audio" becomes frames, others patches."""
     streams: dict[str, nn.Module] = {}
@@ -197,4 +231,4 @@ def build_token_model(splits: Splits, dim: int = 32, depth: int = 2, heads: int 
             streams[m] = frame_stream(shape, dim, frame_group, encoder_layers, heads)
         else:
             streams[m] = patch_stream(shape, dim, patch_side, encoder_layers, heads)
-    return TokenModel(streams, splits.num_classes, dim, depth, heads, router)
+    return TokenModel(streams, splits.num_classes, dim, depth, heads, router, causal)
