@@ -164,7 +164,7 @@ def test_bad_claims_and_scores_are_refused():
 
 def test_arms_from_records_pairs_by_seed():
     recs = [{"arm": a, "seed": s, "items": {"accuracy": [1.0, 0.0, float(s % 2)]}, "metrics": {"macro_f1": 0.5},
-             "converged": True} for a in ("x", "y") for s in (2, 0, 1)]
+             "converged": True, "spec": {"train": {}}, "epochs": 10, "best_epoch": 5} for a in ("x", "y") for s in (2, 0, 1)]
     arms = verdict.arms_from_records(recs)
     assert arms["x"].seeds == [0, 1, 2]
     assert arms["x"].take("accuracy", [1]).tolist() == [[1.0, 0.0, 1.0]]
@@ -180,3 +180,10 @@ def test_a_claim_without_control_compares_the_treatment_with_zero():
     row = judge([c], {"eau": drop}).loc["the weight drops"]
     assert row["outcome"] == "reproduced" and row["comparison"] == "eau vs zero"
     assert row["effect"] == pytest.approx(0.25)
+
+
+def test_an_early_stopped_run_counts_as_converged_even_late_in_a_long_run():
+    record = {"converged": False, "spec": {"train": {"patience": 8, "epochs": 60}}, "epochs": 41, "best_epoch": 32}
+    assert verdict.run_converged(record)  # validation stalled for 8 epochs after epoch 32
+    assert not verdict.run_converged({**record, "epochs": 40})  # stopped by the cap 7 epochs after its best
+    assert not verdict.run_converged({**record, "spec": {"train": {"epochs": 41}}})  # no early stopping
