@@ -248,7 +248,7 @@ def _train(specs: Sequence[RunSpec], todo: Sequence[int], device: str, processes
     def done(i: int, record: dict) -> None:
         out[i] = record
         if paths is not None:
-            write_json(paths[i], record)
+            write_json(paths[i], record, indent=None)
 
     if workers == 1 or len(todo) == 1:
         for i in todo:
@@ -316,6 +316,21 @@ def _check_current(path: Path, record: Mapping) -> None:
                           "recompute the chapter's grid (MMREPRO_RERUN=1, or delete the file and rebuild)")
 
 
+def stale(folder: Path) -> list[str]:
+    """The record files of ``folder`` whose key is not what the current code gives their spec."""
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise RecordError(f"no run records in {folder}")
+    torch.set_num_threads(1)  # keys include the thread count the grids run under
+    out = []
+    for file in files:
+        try:
+            _check_current(file, read(file))
+        except RecordError:
+            out.append(file.name)
+    return out
+
+
 def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6) -> str:
     """Check every record of ``folder`` is current, then re-derive one (random, or ``pick``) and compare metrics."""
     files = sorted(Path(folder).glob("*.json"))
@@ -343,7 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("verify", help="re-derive one record per folder and compare its metrics")
     check.add_argument("folders", nargs="+", type=Path)
     check.add_argument("--pick", help="the record file to re-derive (default: one at random)")
+    keys = sub.add_parser("stale", help="list the records whose key the current code no longer gives (no training)")
+    keys.add_argument("folders", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "stale":
+        counts = {folder: stale(folder) for folder in args.folders}
+        for folder, names in counts.items():
+            print(f"{folder}: {len(names)} stale" + "".join(f"\n  {n}" for n in names), flush=True)
+        return 1 if any(counts.values()) else 0
     for folder in args.folders:
         print(verify(folder, args.pick), flush=True)
     return 0

@@ -46,14 +46,17 @@ def provenance(device: str | None = None) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+def write_json(path: str | Path, payload: dict[str, Any], indent: int | None = 2) -> Path:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one.
+
+    ``indent=None`` writes it compactly (run records: a third smaller, and they are committed by the hundred)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, default=str)
+            json.dump(payload, handle, indent=indent, default=str,
+                      separators=(",", ":") if indent is None else None)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)  # no half-written temporary file left behind

@@ -166,3 +166,15 @@ def test_verify_refuses_a_stale_record_before_re_deriving(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(records.RecordError, match=f"{path.name} is stale"):
         records.verify(tmp_path / "toy")
+
+
+def test_stale_lists_exactly_the_records_the_current_code_would_not_give(tmp_path):
+    records.run_grid("toy", [spec(), spec(seed=1)], root=tmp_path, processes=1)
+    first, second = sorted((tmp_path / "toy").glob("*.json"))
+    assert records.stale(tmp_path / "toy") == []
+    assert "\n" not in first.read_text().strip()  # records are written compactly, one line
+    record = json.loads(first.read_text())
+    record["key"] = "0" * 16
+    first.write_text(json.dumps(record))
+    assert records.stale(tmp_path / "toy") == [first.name]
+    assert records.main(["stale", str(tmp_path / "toy")]) == 1
