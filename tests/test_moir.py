@@ -309,12 +309,82 @@ def test_contributions_measure_reports_drops_shares_and_channel_agreement():
     torch.manual_seed(0)
     method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "causal": True, "routing": {"ratio": 0.25, "rank": 2}})
     metrics, items = contributions(method, splits)
-    assert set(items) == {"accuracy_randomised", "drop_image", "drop_text"} and all(len(v) == 30 for v in items.values())
-    assert all(v in (-1.0, 0.0, 1.0) for v in items["drop_image"])
-    assert metrics["share_image"] + metrics["share_text"] == pytest.approx(1.0)
-    assert metrics["shift_image_degraded"] == pytest.approx(metrics["share_image"] - metrics["share_image_image_degraded"])
+    assert set(items) == {f"{k}@trained" for k in ("accuracy", "accuracy_randomised", "drop_image", "drop_text")}
+    assert all(len(v) == 30 for v in items.values())
+    assert all(v in (-1.0, 0.0, 1.0) for v in items["drop_image@trained"])
+    assert metrics["share_image@trained"] + metrics["share_text@trained"] == pytest.approx(1.0)
+    assert metrics["shift_image_degraded@trained"] == pytest.approx(
+        metrics["share_image@trained"] - metrics["share_image_image_degraded@trained"])
     assert all(0 <= metrics[f"{k}_{m}"] <= 1 for k in ("agree", "overlap") for m in ("image", "text"))
     assert metrics["agree_image"] <= metrics["overlap_image"]
+
+
+def test_a_gates_run_holds_the_baseline_the_plug_in_and_the_tuned_gates():
+    from mmrepro.measures.moir import contributions
+    from mmrepro.train import TrainConfig, fit
+
+    splits = toy_splits(40)
+    splits.info["test_randomised"] = splits.test
+    splits.valid_range["image"] = (0.0, 1.0)
+    cfg = TrainConfig(epochs=3, batch_size=16, progress=False, device="cpu", lr=0.05)
+    enc = {"dim": 16, "causal": True}
+    torch.manual_seed(0)
+    gates = MoIR.for_splits(splits, encoder_kwargs={**enc, "routing": {"ratio": 0.25}}, regime="gates",
+                            baseline={"epochs": 3})
+    fit(gates, splits, cfg)
+    torch.manual_seed(0)
+    alone = MoIR.for_splits(splits, encoder_kwargs={**enc, "routing": None})
+    fit(alone, splits, cfg)
+    batch = splits.test.batch(range(40))
+    trained = gates.model.router.gate_logits.detach().clone()
+    assert not torch.equal(trained, gates.initial_gates), "the gates moved"
+    with gates.view("baseline"):
+        assert not gates.model.routing
+        torch.testing.assert_close(gates.predict(batch).logits, alone.predict(batch).logits)
+    with gates.view("plug_in"):
+        assert torch.equal(gates.model.router.gates, torch.full_like(trained, 0.5))
+    assert gates.model.routing and torch.equal(gates.model.router.gate_logits, trained), "a view is undone"
+    with pytest.raises(ValueError, match="view"):
+        with alone.view("baseline"):
+            pass
+    metrics, items = contributions(gates, splits)
+    assert {k.rpartition("@")[2] for k in items} == {"baseline", "plug_in", "gates"}
+    assert items["accuracy@baseline"] == contributions(alone, splits)[1]["accuracy@trained"]
+
+
+def test_the_pretraining_images_are_the_mnist_test_images_av_digits_never_uses():
+    from mmrepro.data import load
+    from mmrepro.methods.moir import unused_mnist
+
+    splits = load("shortcut_prompts", shortcut_rate=0.8)
+    index, images, digits = unused_mnist(splits)
+    used = torch.cat([d.tensors["_mnist_index"] for d in (splits.train, splits.val, splits.test)])
+    assert len(index) == 10_000 - len(used) and not torch.isin(index, used).any()
+    assert images.shape == (len(index), 1, 28, 28) and 0 <= images.min() and images.max() <= 1
+    assert len(digits.unique()) == 10
+    with pytest.raises(ValueError, match="AV-Digits"):
+        unused_mnist(toy_splits())
+
+
+def test_pretraining_freezes_all_but_the_projector_and_leaves_the_global_rng_alone():
+    from mmrepro.data import load
+    from mmrepro.methods.moir import pretrain_image_stream
+
+    splits = load("shortcut_prompts", shortcut_rate=0.8)
+    model = build_token_model(splits, dim=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    log = pretrain_image_stream(model, splits, epochs=1, batch_size=256)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert log["pretrain_images"] == 7000 and 0 <= log["pretrain_val_accuracy"] <= 1
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("streams.image.") and ".projector." not in n for n in trainable)
+    assert "streams.image.projector.1.weight" in trainable and "streams.text.embed.weight" in trainable
+    assert not torch.equal(before["streams.image.embed.weight"], model.state_dict()["streams.image.embed.weight"])
+    assert torch.equal(before["streams.text.embed.weight"], model.state_dict()["streams.text.embed.weight"])
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain_image_stream(model, splits, epochs=0)
 
 
 def test_svd_and_variance_pick_the_same_channels_at_full_rank():

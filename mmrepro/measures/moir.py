@@ -2,7 +2,9 @@
 
 ``contributions`` is a run-spec measure: on the test set clean, with the image
 degraded and with the prompt degraded (each corruption drawn once from a fixed
-seed), it scores every item and computes each stream's exact Shapley value.
+seed), it scores every item and computes each stream's exact Shapley value, for
+every model the run holds (``MoIR.view``: a gates-only run holds the frozen
+baseline, the plug-in and the tuned gates), each name suffixed ``@<view>``.
 Single-stream subsets are scored with the router idle (it needs both streams),
 the same way in every arm.
 """
@@ -16,7 +18,7 @@ from .. import evaluate
 from ..data.core import LABEL, DictDataset, Splits, iterate
 from ..data.corruptions import make_corruption
 from ..methods.base import Method
-from ..methods.moir import MoIRRouter, informativeness
+from ..methods.moir import VIEWS, MoIRRouter, informativeness
 
 STREAMS = ("image", "text")
 
@@ -66,21 +68,35 @@ def channel_agreement(method: Method, dataset: DictDataset) -> dict[str, float]:
 
 def contributions(method: Method, splits: Splits, image_noise: float = 0.5,
                   text_mask: float = 0.5) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Accuracy on the randomised-hint test, the drop from clean with each stream degraded (per item), the
-    image's Shapley share clean and degraded and its shifts, and, for a routed model, the channel agreement."""
+    """Per view of the run (``<name>@<view>``): accuracy clean and on the randomised-hint test, the drop from clean
+    with each stream degraded (per item), the image's Shapley share clean and degraded and its shifts; and, for a
+    routed model, the channel agreement (once: the tokens before routing are the same in every view)."""
     test = splits.test
     worse = {"image": degraded(test, splits, "gaussian", "image", image_noise),
              "text": degraded(test, splits, "token_mask", "text", text_mask)}
+    metrics: dict[str, float] = {}
+    items: dict[str, list[float]] = {}
+    for view in VIEWS[getattr(method, "regime", "trained")]:
+        with method.view(view):
+            view_metrics, view_items = _scores(method, test, splits.info["test_randomised"], worse)
+        metrics.update({f"{k}@{view}": v for k, v in view_metrics.items()})
+        items.update({f"{k}@{view}": v for k, v in view_items.items()})
+    if getattr(method.model, "router", None) is not None:
+        metrics.update(channel_agreement(method, test))
+    return metrics, items
+
+
+def _scores(method: Method, test: DictDataset, randomised: DictDataset,
+            worse: dict[str, DictDataset]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """One model's accuracies, drops, shares and shifts (the body of ``contributions``)."""
     clean = correct(method, test)
-    items = {"accuracy_randomised": correct(method, splits.info["test_randomised"])}
+    items = {"accuracy": clean, "accuracy_randomised": correct(method, randomised)}
     for m, data in worse.items():
         items[f"drop_{m}"] = [c - d for c, d in zip(clean, correct(method, data))]
     share = {"clean": image_share(method, test), **{m: image_share(method, data) for m, data in worse.items()}}
-    metrics = {f"{k}": sum(v) / len(v) for k, v in items.items()}
+    metrics = {k: sum(v) / len(v) for k, v in items.items()}
     metrics.update(share_image=share["clean"], share_text=1 - share["clean"], share_image_image_degraded=share["image"],
                    share_image_text_degraded=share["text"],
                    shift_image_degraded=share["clean"] - share["image"],  # > 0: dominance leaves the noisy image
                    shift_text_degraded=share["text"] - share["clean"])  # > 0: dominance leaves the masked prompt
-    if getattr(method.model, "router", None) is not None:
-        metrics.update(channel_agreement(method, test))
     return metrics, items

@@ -18,13 +18,16 @@ classic balancing baseline the chapter compares with.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import validate
-from ..data.core import Batch, Splits
+from ..data.av_digits import load_av_digits, read_mnist_test
+from ..data.core import LABEL, Batch, Splits
 from ..models.multimodal import Output
 from ..models.token_model import TokenModel, build_token_model
 from ..train import Context, fit
@@ -232,6 +235,64 @@ def _finite_or(y: Tensor, x: Tensor) -> Tensor:
 
 
 REGIMES = ("trained", "plug_in", "gates")
+#: regime -> the views of one run's model that a measure can score (``MoIR.view``)
+VIEWS = {"trained": ("trained",), "plug_in": ("baseline", "plug_in"), "gates": ("baseline", "plug_in", "gates")}
+
+
+def unused_mnist(splits: Splits) -> tuple[Tensor, Tensor, Tensor]:
+    """(indices, images (N, 1, 28, 28) in [0, 1], digits) of the MNIST test images that AV-Digits never pairs
+    with a clip (7,000 of 10,000), for any of its splits; refuses if one of them is in ``splits``."""
+    config = splits.info.get("config")
+    if not isinstance(config, dict) or "pairing_seed" not in config:
+        raise ValueError(f"image pretraining needs AV-Digits-based splits (info['config']['pairing_seed']); "
+                         f"{splits.name!r} has info keys {sorted(splits.info)}")
+    av = load_av_digits(pairing_seed=config["pairing_seed"])
+    used = torch.cat([d.tensors["_mnist_index"] for d in (av.train, av.val, av.test)])
+    run = [d.tensors["_mnist_index"] for d in (splits.train, splits.val, splits.test) if "_mnist_index" in d.tensors]
+    if not run or not bool(torch.isin(torch.cat(run), used).all()):
+        raise ValueError(f"{splits.name!r} does not record which MNIST images it uses (_mnist_index), or uses "
+                         "images outside AV-Digits' pairing")
+    images, digits = read_mnist_test()
+    free = (~torch.isin(torch.arange(len(images)), used)).nonzero().squeeze(1)
+    return free, images[free].float().div(255.0).unsqueeze(1), digits[free]
+
+
+def pretrain_image_stream(model: TokenModel, splits: Splits, epochs: int = 5, lr: float = 2e-3, batch_size: int = 64,
+                          seed: int = 0, freeze: bool = True) -> dict[str, float]:
+    """Train the model's image stream with a linear head on its mean-pooled tokens to name the digit of the
+    MNIST test images AV-Digits never uses (``unused_mnist``); then, with ``freeze``, freeze all of it but the
+    projector (the frozen vision encoder of a LLaVA-style model).  The global RNG is left as it was.
+
+    Returns the head's accuracy on the last epoch's batches and on the validation images of ``splits``.
+    """
+    validate.number("pretraining epochs", epochs, 1, integer=True)
+    if "image" not in model.streams:
+        raise ValueError(f"image pretraining needs an 'image' stream; the model has {list(model.streams)}")
+    stream = model.streams["image"]
+    _, images, digits = unused_mnist(splits)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Linear(stream.embed.out_features, 10)
+        optimizer = torch.optim.Adam([*stream.parameters(), *head.parameters()], lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            hits = 0
+            for idx in torch.randperm(len(images), generator=gen).split(batch_size):
+                logits = head(stream(images[idx])[0].mean(1))
+                loss = F.cross_entropy(logits, digits[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                hits += int((logits.argmax(1) == digits[idx]).sum())
+    with torch.no_grad():
+        val = splits.val.tensors
+        val_digits = val.get("_digit", val[LABEL])
+        val_acc = float((head(stream(val["image"])[0].mean(1)).argmax(1) == val_digits).float().mean())
+    if freeze:
+        for name, p in stream.named_parameters():
+            p.requires_grad_(name.startswith("projector."))
+    return {"pretrain_images": float(len(images)), "pretrain_train_accuracy": hits / len(images),
+            "pretrain_val_accuracy": val_acc}
 
 
 class MoIR(Method):
@@ -243,15 +304,19 @@ class MoIR(Method):
     off (``fit_begin``: the baseline, to its own early stop with ``baseline``'s
     train overrides), freeze it and switch the router on; the outer fit then
     trains only the gates, with learning rate 0 for ``"plug_in"`` (alpha stays
-    at its initial value).  ``modality_dropout=p`` removes one randomly chosen
-    stream from a fraction ``p`` of the training samples (the classic balancing baseline).
+    at its initial value).  One ``"gates"`` run therefore holds three models
+    (``view``): the baseline, the plug-in and the tuned gates.
+    ``pretrain`` (options of ``pretrain_image_stream``) first trains and freezes
+    the image stream on the MNIST images AV-Digits leaves unused.
+    ``modality_dropout=p`` removes one randomly chosen stream from a fraction
+    ``p`` of the training samples (the classic balancing baseline).
     """
 
     fusions = ("token",)
     tasks = ("classification",)
 
     def __init__(self, model: TokenModel, task: str = "classification", modality_dropout: float = 0.0,
-                 regime: str = "trained", baseline: dict | None = None):
+                 regime: str = "trained", baseline: dict | None = None, pretrain: dict | None = None):
         if not 0 <= modality_dropout < 1:
             raise ValueError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
         _check("regime", regime, REGIMES)
@@ -262,7 +327,9 @@ class MoIR(Method):
         self.modality_dropout = modality_dropout
         self.regime = regime
         self.baseline = dict(baseline or {})
+        self.pretrain = None if pretrain is None else dict(pretrain)
         self.baseline_fit: dict[str, float] = {}
+        self.initial_gates: Tensor | None = None
 
     @classmethod
     def make_model(cls, splits: Splits, encoder: str = "auto", fusion: str | None = None, dim: int = 32,
@@ -273,7 +340,10 @@ class MoIR(Method):
         return build_token_model(splits, dim=dim, router=router, **token_kwargs)
 
     def fit_begin(self, ctx: Context) -> None:
-        """For the plug-in and gates regimes: train the baseline with the router off, then freeze it."""
+        """Pretrain the image stream if asked; for the plug-in and gates regimes, then train the baseline with the
+        router off and freeze it."""
+        if self.pretrain is not None:
+            self.baseline_fit = pretrain_image_stream(self.model, ctx.splits, seed=ctx.cfg.seed, **self.pretrain)
         if self.regime == "trained":
             return
         from ..experiment import converged  # imported here: experiment imports the method registry
@@ -282,12 +352,31 @@ class MoIR(Method):
         result = fit(MoIR(self.model, self.task), ctx.splits, ctx.cfg, checkpoint_dir=None, resume=False,
                      progress=False, **self.baseline)
         ok, best = converged(result.history)
-        self.baseline_fit = {"baseline_epochs": float(len(result.history)), "baseline_best_epoch": float(best),
-                             "baseline_converged": float(ok), "baseline_val_accuracy": result.best_score}
+        self.baseline_fit.update(baseline_epochs=float(len(result.history)), baseline_best_epoch=float(best),
+                                 baseline_converged=float(ok), baseline_val_accuracy=result.best_score)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.router.gate_logits.requires_grad_(True)
         self.model.routing = True
+        self.initial_gates = self.model.router.gate_logits.detach().clone()
+
+    @contextmanager
+    def view(self, name: str) -> Iterator["MoIR"]:
+        """The method as one of the models its run holds (``VIEWS[regime]``): ``"baseline"`` (router off),
+        ``"plug_in"`` (gates at their initial value), ``"gates"`` or ``"trained"`` (as trained)."""
+        _check("view", name, VIEWS[self.regime])
+        router, routing = self.model.router, self.model.routing
+        saved = None if router is None else router.gate_logits.detach().clone()
+        try:
+            if name == "baseline":
+                self.model.routing = False
+            elif name == "plug_in" and self.initial_gates is not None:
+                router.gate_logits.data.copy_(self.initial_gates)
+            yield self
+        finally:
+            self.model.routing = routing
+            if saved is not None:
+                router.gate_logits.data.copy_(saved)
 
     def parameter_groups(self) -> list[dict]:
         if self.regime == "trained":
