@@ -18,7 +18,6 @@ import torch
 from mmrepro import results
 from mmrepro.chapter import ParameterError, build_each
 from mmrepro.data import DataError, DictDataset, Splits, make_synthetic
-from mmrepro.data.av_digits import AVDigitsConfig
 from mmrepro.data.download import cached_tensors, tensor_checksum
 from mmrepro.data.mosi import load_mosi
 from mmrepro.methods import QMF, TMC, IIBalance, Joint, OGMGE, UDML, build
@@ -77,15 +76,6 @@ def test_ogm_ge_alpha_nan_is_refused_before_training(data):
 def test_a_non_finite_loss_stops_training_at_the_first_epoch_end(data):
     with pytest.raises(FloatingPointError, match="Joint: the training loss became non-finite .* at epoch 0"):
         fit(Joint(build_model(data)), data, CFG, lr=1e30)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    ({"image_noise": float("nan")}, "image_noise must be a finite number >= 0, got nan"),
-    ({"audio_snr_db": float("nan")}, "audio_snr_db must be a finite number of dB"),
-])
-def test_av_digits_settings_must_be_finite(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        AVDigitsConfig(**kwargs)
 
 
 def test_nan_tensors_are_never_cached(tmp_path):

@@ -154,3 +154,8 @@ def test_seed_variance_is_zero_for_identical_runs_and_nan_for_one():
     other = Predictions(torch.tensor([[1.0], [3.0]]), {}, torch.zeros(2, 1))
     base = Predictions(torch.tensor([[1.0], [1.0]]), {}, torch.zeros(2, 1))
     assert seed_variance([base, other], "regression") == pytest.approx((0.0 + 2.0) / 2)  # var of (1, 3) is 2
+
+
+def test_collapse_rate():
+    acc = {"a": 0.5, "b": 0.8, "a+b": 1.0}
+    assert collapse_rate(acc, ["a", "b"]) == pytest.approx(35.0)

@@ -8,8 +8,9 @@ import torch
 from mmrepro.methods import GBlending
 from mmrepro.methods.gblending import blending_weights
 from mmrepro.models import build_model
+from mmrepro.train import fit
 
-from .helpers import batch, ctx
+from .helpers import CFG, batch, ctx
 
 
 def test_weights_are_the_papers_dg_over_do_squared():
@@ -38,3 +39,21 @@ def test_rejects_bad_settings(synthetic):
         GBlending(build_model(synthetic), task="regression")
     with pytest.raises(ValueError, match="at least 2"):
         GBlending(build_model(synthetic.select(["m0"])))
+
+
+def test_blending_weights_prefer_heads_that_generalise_without_overfitting():
+    w = blending_weights(torch.tensor([0.5, 0.5, -0.1]), torch.tensor([0.1, 0.5, 0.1]))
+    assert w.sum() == pytest.approx(1.0) and w[0] > w[1] > w[2] == 0
+    assert torch.allclose(blending_weights(torch.tensor([-1.0, -1.0]), torch.ones(2)), torch.tensor([0.5, 0.5]))
+
+
+def test_gblending_updates_its_weights(four_classes):
+    torch.manual_seed(0)
+    method = GBlending(build_model(four_classes, "mlp", "sum"))
+    result = fit(method, four_classes, CFG)
+    blend = result.history[["train_blend_fused", "train_blend_m0", "train_blend_m1"]]  # the weights used, per epoch
+    assert blend.iloc[0].tolist() == pytest.approx([1 / 3] * 3), "the first super-epoch blends uniformly"
+    assert (blend >= 0).all().all() and blend.sum(axis=1).tolist() == pytest.approx([1.0] * len(blend))
+    assert (blend.iloc[1:]["train_blend_m0"] > blend.iloc[1:]["train_blend_m1"]).all(), \
+        "the informative modality's head generalises better, so it gets more weight than the weak one's"
+    assert method.blend.sum().item() == pytest.approx(1.0, abs=1e-5)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from mmrepro.methods import PMR
-from mmrepro.methods.pmr import pce_weights
+from mmrepro.methods.pmr import class_means, distance_logits, pce_weights
 from mmrepro.models import build_model
+from mmrepro.train import fit
 
-from .helpers import ctx
+from .helpers import CFG, ctx
 
 
 def test_prototypes_blend_with_the_official_momentum(synthetic):
@@ -58,3 +59,19 @@ def test_no_prototype_loss_outside_the_window(synthetic):
 def test_rejects_bad_settings(synthetic, bad, match):
     with pytest.raises(ValueError, match=match):
         PMR(build_model(synthetic, fusion="sum"), **bad)
+
+
+def test_pmr_prototypes_and_forced_weights():
+    feats = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
+    means = class_means(feats, torch.tensor([0, 0, 2]), 3)
+    assert torch.allclose(means, torch.tensor([[1.0, 0.0], [0.0, 0.0], [10.0, 10.0]]))
+    assert distance_logits(torch.tensor([[1.0, 0.0]]), means).argmax() == 0
+    scores = torch.tensor([8.0, 2.0, 8.0])
+    assert pce_weights(scores, alpha=0.5).tolist() == [0.0, 0.5, 0.0]  # only the weaker modality, towards ratio 1
+    assert pce_weights(scores, alpha=0.5, scaled=True).tolist() == [0.0, 1.5, 0.0]
+
+
+def test_pmr_fits_and_fires_on_the_weak_modality(four_classes):
+    torch.manual_seed(0)
+    result = fit(PMR(build_model(four_classes, "mlp", "sum")), four_classes, CFG)
+    assert result.history["train_fired_m1"].mean() > result.history["train_fired_m0"].mean()

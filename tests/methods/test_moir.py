@@ -1,4 +1,4 @@
-"""MoIR router, stand-in token model and shortcut data, on toy tensors."""
+"""MoIR on toy tensors: channel scores, the router, its gates and gradients, the method's hooks and plug-in training."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from mmrepro.data.core import DictDataset, Splits
-from mmrepro.data.shortcut_prompts import EOS, MASK, PAD, TokenMask, TokenReplace, make_prompts
 from mmrepro.methods.moir import MoIR, MoIRRouter, effective_rank, informativeness
 from mmrepro.models.token_model import build_token_model
+
+from token_data import toy_splits
+
 
 B, T, D = 4, 9, 20
 
@@ -157,31 +158,6 @@ def test_effective_rank_bounds():
     assert effective_rank(rank_one).item() == pytest.approx(1.0, abs=1e-3)
 
 
-def test_prompts_have_hints_fillers_and_padding():
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(10).repeat(50)
-    prompts = make_prompts(labels, None, 1.0, g)
-    assert torch.equal(prompts[:, 2] - 16, labels)
-    assert (prompts == PAD).any() and ((prompts == EOS).sum(1) == 1).all()
-    assert (make_prompts(labels, None, 0.0, g)[:, 2] - 16 == labels).float().mean() < 0.3
-
-
-def test_text_corruptions_keep_padding():
-    ids = torch.tensor([[2, 4, 20, 5, 0, 0]] * 3)
-    masked = TokenMask(rate=1.0)({"text": ids})["text"]
-    assert torch.equal(masked == MASK, ids != PAD) and torch.equal(masked == PAD, ids == PAD)
-    replaced = TokenReplace(rate=1.0)({"text": ids})["text"]
-    assert torch.equal(replaced == PAD, ids == PAD)
-
-
-def toy_splits(n: int = 24) -> Splits:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(n) % 10
-    ds = DictDataset({"image": torch.rand(n, 1, 28, 28, generator=g), "text": make_prompts(labels, None, 0.9, g),
-                      "label": labels}, ("image", "text"))
-    return Splits("toy", ds, ds, ds, 10, info={"vocab_size": 34, "pad_id": PAD})
-
-
 @pytest.mark.parametrize("routing", [False, True])
 def test_method_fits_the_core_hooks(routing):
     splits = toy_splits()
@@ -203,39 +179,6 @@ def test_modality_dropout_drops_at_most_one_stream():
     assert (keep["image"] | keep["text"]).all() and (~keep["image"]).any() and (~keep["text"]).any()
 
 
-def test_frame_stream_and_bad_stream_kind():
-    g = torch.Generator().manual_seed(0)
-    ds = DictDataset({"image": torch.rand(6, 1, 28, 28, generator=g), "audio": torch.randn(6, 1, 32, 32, generator=g),
-                      "label": torch.arange(6)}, ("image", "audio"))
-    splits = Splits("toy", ds, ds, ds, 10)
-    model = build_token_model(splits, dim=16, router=MoIRRouter(16))
-    toks = model.tokens(ds.tensors)
-    assert toks["image"][0].shape == (6, 16, 16) and toks["audio"][0].shape == (6, 8, 16)
-    assert model(ds.tensors).logits.shape == (6, 10)
-    with pytest.raises(ValueError, match="stream kind"):
-        build_token_model(splits, kinds={"audio": "words"})
-
-
-def test_load_shortcut_builds_labels_prompts_and_randomised_test(monkeypatch):
-    from mmrepro.data import shortcut_prompts as shortcut
-
-    g = torch.Generator().manual_seed(0)
-    n = 200
-    ds = DictDataset({"image": torch.rand(n, 1, 28, 28, generator=g), "audio": torch.zeros(n, 1, 4, 4),
-                      "label": torch.arange(n) % 10}, ("audio", "image"))
-    monkeypatch.setattr(shortcut, "load_av_digits", lambda **kw: Splits("av_digits", ds, ds, ds, 10))
-    splits = shortcut.load_shortcut(shortcut_rate=1.0, task="add", repeats=2)
-    text, label, digit = (splits.train.tensors[k] for k in ("text", "label", "_digit"))
-    assert len(splits.train) == 2 * n and splits.modalities == ("image", "text")
-    assert torch.equal(label, (digit + text[:, 2] - shortcut.OPERANDS) % 10)
-    assert torch.equal(text[:, 4] - shortcut.HINTS, label)
-    randomised = splits.info["test_randomised"]
-    assert torch.equal(randomised.tensors["text"][:, 2], splits.test.tensors["text"][:, 2])
-    assert (randomised.tensors["text"][:, 4] - shortcut.HINTS == randomised.tensors["label"]).float().mean() < 0.3
-    with pytest.raises(ValueError, match="task"):
-        shortcut.load_shortcut(task="multiply")
-
-
 def test_token_ranks_before_and_after_routing_per_stream_and_joint():
     from mmrepro.methods.moir import token_ranks
 
@@ -249,33 +192,6 @@ def test_token_ranks_before_and_after_routing_per_stream_and_joint():
     after = token_ranks(routed, splits.test.batch(range(8)))
     assert any(after[("before", m)] != after[("after", m)] for m in ("image", "text"))
     assert all(1.0 <= v <= 16.0 for v in after.values()), "an effective rank lies between 1 and the width"
-
-
-def test_causal_mask_hides_later_keys_and_padding_but_never_the_query_itself():
-    from mmrepro.models.token_model import causal_mask, last_valid
-
-    valid = torch.tensor([[True, True, False]])
-    expected = torch.tensor([[[False, True, True], [False, False, True], [False, False, False]]])
-    assert torch.equal(causal_mask(valid), expected)
-    assert last_valid(torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)).tolist() == [1, 3]
-
-
-def test_causal_reasoner_reads_the_last_valid_token_and_image_tokens_cannot_see_the_prompt():
-    splits = toy_splits()
-    torch.manual_seed(0)
-    model = build_token_model(splits, dim=16, causal=True).eval()
-    batch = splits.test.batch(range(8))
-    out = model(batch)
-    torch.testing.assert_close(out.weights["image"] + out.weights["text"], torch.ones(8))
-    toks = model.tokens(batch)
-    hidden = {}
-    model.blocks[-1].register_forward_hook(lambda _m, _a, res: hidden.update(x=res[0]))
-    model.reason(toks)
-    first = hidden["x"][:, :16].clone()
-    other = {**batch, "text": torch.roll(batch["text"], 1, 0)}
-    model.reason(model.tokens(other))
-    torch.testing.assert_close(hidden["x"][:, :16], first)  # image positions come first and see only images
-    assert not torch.allclose(model(other).logits, out.logits)
 
 
 def test_plug_in_trains_the_baseline_first_then_only_the_gates():
@@ -298,25 +214,6 @@ def test_plug_in_trains_the_baseline_first_then_only_the_gates():
         MoIR.for_splits(splits, encoder_kwargs={"routing": {"learn_gates": False}}, regime="plug_in")
     with pytest.raises(ValueError, match="regime"):
         MoIR.for_splits(splits, encoder_kwargs={"routing": {}}, regime="frozen")
-
-
-def test_contributions_measure_reports_drops_shares_and_channel_agreement():
-    from mmrepro.measures.moir import contributions
-
-    splits = toy_splits(30)
-    splits.info["test_randomised"] = splits.test
-    splits.valid_range["image"] = (0.0, 1.0)
-    torch.manual_seed(0)
-    method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "causal": True, "routing": {"ratio": 0.25, "rank": 2}})
-    metrics, items = contributions(method, splits)
-    assert set(items) == {f"{k}@trained" for k in ("accuracy", "accuracy_randomised", "drop_image", "drop_text")}
-    assert all(len(v) == 30 for v in items.values())
-    assert all(v in (-1.0, 0.0, 1.0) for v in items["drop_image@trained"])
-    assert metrics["share_image@trained"] + metrics["share_text@trained"] == pytest.approx(1.0)
-    assert metrics["shift_image_degraded@trained"] == pytest.approx(
-        metrics["share_image@trained"] - metrics["share_image_image_degraded@trained"])
-    assert all(0 <= metrics[f"{k}_{m}"] <= 1 for k in ("agree", "overlap") for m in ("image", "text"))
-    assert metrics["agree_image"] <= metrics["overlap_image"]
 
 
 def test_a_gates_run_holds_the_baseline_the_plug_in_and_the_tuned_gates():
@@ -385,12 +282,3 @@ def test_pretraining_freezes_all_but_the_projector_and_leaves_the_global_rng_alo
     assert torch.equal(before["streams.text.embed.weight"], model.state_dict()["streams.text.embed.weight"])
     with pytest.raises(ValueError, match="epochs"):
         pretrain_image_stream(model, splits, epochs=0)
-
-
-def test_svd_and_variance_pick_the_same_channels_at_full_rank():
-    from mmrepro.measures.moir import channel_agreement
-
-    splits = toy_splits(20)
-    method = MoIR.for_splits(splits, encoder_kwargs={"dim": 16, "routing": {"ratio": 0.25, "rank": 64}})
-    assert channel_agreement(method, splits.test) == {"agree_image": 1.0, "agree_text": 1.0, "overlap_image": 1.0,
-                                                       "overlap_text": 1.0}

@@ -8,7 +8,6 @@ import scipy.fft
 import torch
 
 from mmrepro.data.core import LABEL, DictDataset, Splits
-from mmrepro.evaluate import collapse_rate
 from mmrepro.methods.mwam import (
     MWAM, FRMBank, MissingModalityHost, block_dct, dct_matrix, frequency_bands, frm, relative_frm, weight_schedule,
 )
@@ -204,11 +203,6 @@ def test_modality_dropout_host_masks_samples():
     assert {tuple(r) for r in mask.tolist()} == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
     with pytest.raises(ValueError, match="supports fusion late; the model's is 'concat'"):
         MissingModalityHost(build_model(splits, "cnn", "concat", widths=(4, 8)))
-
-
-def test_collapse_rate():
-    acc = {"a": 0.5, "b": 0.8, "a+b": 1.0}
-    assert collapse_rate(acc, ["a", "b"]) == pytest.approx(35.0)
 
 
 def test_tiny_vit_shapes_and_training():

@@ -1,4 +1,4 @@
-"""Run records, reported numbers, profiles and the plotting helpers."""
+"""Run records and reported numbers: atomic JSON, provenance, saved runs, the reported tables."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ import re
 from importlib import resources
 from types import SimpleNamespace
 
-import matplotlib
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-from mmrepro import plots, profiles, results  # noqa: E402
-
-# --- results -----------------------------------------------------------------------
+from mmrepro import results
 
 
 def test_write_json_is_atomic(tmp_path):
@@ -86,65 +79,3 @@ def _shipped_tables() -> list[str]:
 def test_shipped_reported_tables_are_well_formed(paper):
     table = results.reported(paper)
     assert len(table) and table["source"].notna().all() and pd.api.types.is_numeric_dtype(table["value"])
-
-
-# --- profiles -----------------------------------------------------------------------
-
-
-def test_profiles(monkeypatch):
-    assert profiles.pick("book", smoke=1, book=2, full=3) == 2
-    with pytest.raises(ValueError) as err:
-        profiles.pick("huge", smoke=1, book=2, full=3)
-    assert "huge" in str(err.value) and all(p in str(err.value) for p in profiles.PROFILES)
-    monkeypatch.setenv("MMREPRO_PROFILE", "full")
-    assert profiles.current() == "full"
-    monkeypatch.delenv("MMREPRO_PROFILE")
-    assert profiles.current() == "smoke"
-
-
-def test_sizes_read_one_dict_per_profile_and_reject_uneven_tables():
-    table = dict(smoke=dict(epochs=1, seeds=[0]), book=dict(epochs=5, seeds=[0, 1]), full=dict(epochs=40, seeds=[0, 1]))
-    size = profiles.sizes("book", **table)
-    assert (size.epochs, size.seeds) == (5, [0, 1])
-    with pytest.raises(ValueError, match=r"missing \{'full': \['seeds'\]\}"):
-        profiles.sizes("book", **{**table, "full": dict(epochs=40)})
-    with pytest.raises(ValueError, match="one dict per profile"):
-        profiles.sizes("book", smoke=table["smoke"], book=table["book"])
-    with pytest.raises(ValueError, match="huge"):
-        profiles.sizes("huge", **table)
-
-
-# --- plots --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def frame() -> pd.DataFrame:
-    return pd.DataFrame({"level": [0, 1, 0, 1] * 2, "accuracy": [0.9, 0.6, 0.8, 0.5, 0.7, 0.4, 0.6, 0.3],
-                         "method": ["joint"] * 4 + ["ogm_ge"] * 4, "seed": [0, 0, 1, 1] * 2})
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def _labelled(ax: plt.Axes) -> bool:
-    return bool(ax.get_xlabel()) and bool(ax.get_ylabel())
-
-
-def test_lines_bars_scatter_label_their_axes(frame):
-    ax = plots.lines(frame, "level", "accuracy", hue="method", title="t", xlabel="noise std", ylabel="accuracy")
-    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("noise std", "accuracy", "t")
-    assert ax.get_legend() is not None and len(ax.get_lines()) >= 2
-    assert _labelled(plots.bars(frame, "method", "accuracy", hue="level"))
-    assert _labelled(plots.scatter(frame, "level", "accuracy", hue="method"))
-
-
-def test_heatmap_and_panels(frame):
-    table = frame.pivot_table(index="method", columns="level", values="accuracy")
-    ax = plots.heatmap(table, xlabel="noise std", ylabel="method")
-    assert _labelled(ax) and len(ax.texts) == table.size  # every cell annotated
-    fig, axes = plots.panels(3, ncols=2)
-    assert len(axes) == 3 and len(fig.axes) == 4 and not fig.axes[3].get_visible()
-    assert _labelled(plots.lines(frame, "level", "accuracy", ax=axes[0]))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmrepro.data.corruptions import (
-    KINDS, Blur, GaussianNoise, MissingModality, Occlusion, SaltPepper, compose, make_corruption,
-)
+from mmrepro.data.corruptions import (KINDS, Blur, GaussianNoise, GradedNoise, MissingModality, Occlusion, SaltPepper,
+                                      compose, make_corruption)
 from mmrepro.data.shortcut_prompts import TokenMask, TokenReplace
 
 
@@ -141,3 +140,29 @@ def test_make_corruption_knows_the_token_kinds():
     masked = make_corruption("token_mask", "text", 0.5)({"text": ids})["text"]
     assert torch.equal(masked[:, -2:], ids[:, -2:]), "padding stays padding"
     assert 0.3 < (masked[:, :5] == MASK).float().mean() < 0.7
+
+
+def test_noise_levels_are_ordered_and_clipped():
+    noise = GradedNoise({"img": 1.0, "aud": 2.0}, {"img": 2.0}, {"img": (0.0, 1.0), "aud": None})
+    stds = [noise.std("img", k).item() for k in range(1, 12)]
+    assert stds[0] == 0 and all(a < b for a, b in zip(stds, stds[1:])) and stds[-1] == pytest.approx(1.0)
+    assert noise.std("aud", 6).item() == pytest.approx(1.0)  # linear: halfway between levels 1 and 11
+    torch.manual_seed(0)
+    batch = {"img": torch.rand(64, 1, 8, 8), "aud": torch.randn(64, 4)}
+    spread = []
+    for k in (1, 4, 8, 11):
+        noisy = noise.at_level(k)(batch)
+        assert noisy["img"].min() >= 0 and noisy["img"].max() <= 1
+        spread.append((noisy["aud"] - batch["aud"]).std().item())
+    assert torch.equal(noise.at_level(1)(batch)["img"], batch["img"])  # level 1 is clean
+    assert spread[0] == 0 and spread[1] < spread[2]
+
+
+def test_noise_rejects_bad_levels_and_samples_clean_half():
+    noise = GradedNoise({"a": 1.0})
+    with pytest.raises(ValueError, match="levels must lie in"):
+        noise.std("a", 12)
+    torch.manual_seed(0)
+    levels = noise.sample_levels(4000, torch.device("cpu"))["a"]
+    assert levels.min() == 1 and levels.max() == 11
+    assert 0.5 < (levels == 1).float().mean() < 0.6  # 1/2 forced clean + 1/22 drawn clean

@@ -1,15 +1,14 @@
-"""BTW on toy tensors: KL and MI weights, their combination, the sparse MoE, and a tiny end-to-end fit."""
+"""BTW on toy tensors: KL and MI weights, their combination, its flags, and a tiny end-to-end fit."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mmrepro.data.core import UID
 from mmrepro.data.many_modalities import make_trimodal_regression
 from mmrepro.data.synthetic import make_synthetic
 from mmrepro.methods.btw import BTW, btw_weights, kl_divergence, mutual_information, normalise
-from mmrepro.models.moe import MoEFusion, SparseMoE, build_moe_model, load_balance_loss
+from mmrepro.models.moe import build_moe_model
 from mmrepro.train import TrainConfig, fit
 
 
@@ -66,61 +65,6 @@ def test_mi_of_an_independent_modality_is_near_zero(task):
     independent = torch.randn(n, c, generator=gen)
     mi = mutual_information(torch.stack([related, independent], 1), fused, task)
     assert mi[1] < 0.05 and mi[0] > 0.5
-
-
-def test_moe_routes_each_token_to_top2_experts():
-    moe = SparseMoE(num_modalities=3, dim=8, num_experts=6, top_k=2).eval()
-    gates = moe.gates(torch.randn(10, 3, 8))
-    assert ((gates > 0).sum(-1) == 2).all()
-    assert torch.allclose(gates.sum(-1), torch.ones(10, 3))
-    with pytest.raises(ValueError, match="top_k"):
-        SparseMoE(3, 8, num_experts=2, top_k=3)
-
-
-def test_moe_output_equals_the_gate_weighted_sum_of_its_two_experts():
-    torch.manual_seed(0)
-    moe = SparseMoE(num_modalities=1, dim=4, num_experts=5, top_k=2, gating="softmax").eval()
-    x = torch.randn(3, 1, 4)
-    y, g = moe(x)
-    for b in range(3):
-        chosen = g[b, 0].nonzero().squeeze(1)
-        expected = sum(g[b, 0, e] * (torch.nn.functional.gelu(x[b, 0] @ moe.w1[e] + moe.b1[e]) @ moe.w2[e] + moe.b2[e])
-                       for e in chosen)
-        assert torch.allclose(y[b, 0], expected, atol=1e-5)
-
-
-def test_moe_fusion_is_permutation_consistent_and_treats_absent_as_weight_zero():
-    torch.manual_seed(0)
-    fusion = MoEFusion({"a": 5, "b": 3}, num_classes=4, dim=8).eval()
-    feats = {"a": torch.randn(12, 5), "b": torch.randn(12, 3)}
-    perm = torch.randperm(12)
-    logits = fusion(feats)[0]
-    assert torch.allclose(fusion({m: f[perm] for m, f in feats.items()})[0], logits[perm], atol=1e-6)
-    zero_b = fusion(feats, weights=torch.tensor([[1.0, 0.0]]).expand(12, -1))[0]
-    assert torch.allclose(fusion({"a": feats["a"]})[0], zero_b, atol=1e-6)
-
-
-def test_load_balance_loss_is_zero_for_uniform_use_and_positive_for_collapse():
-    uniform = torch.full((10, 2, 4), 0.25)
-    collapsed = torch.zeros(10, 2, 4)
-    collapsed[..., 0] = 1.0
-    assert load_balance_loss(uniform).abs() < 1e-6 < load_balance_loss(collapsed)
-
-
-def test_with_uids_are_unique_across_splits():
-    splits = make_synthetic(sizes=(7, 3, 4)).with_uids()
-    uids = torch.cat([splits.split(s).tensors[UID] for s in ("train", "val", "test")])
-    assert torch.equal(uids, torch.arange(14))
-    assert UID not in splits.modalities
-
-
-def test_instance_variant_marks_its_informative_examples():
-    splits = make_trimodal_regression("instance", sizes=(400, 100, 100), informative_fraction=0.3)
-    assert splits.modalities == ("strong", "weak", "partial")
-    assert 0.2 < splits.train.tensors["_informative"].float().mean() < 0.4
-    assert splits.train.tensors["label"].abs().max() <= 3
-    with pytest.raises(ValueError, match="variant"):
-        make_trimodal_regression("shuffle")
 
 
 @pytest.mark.slow
@@ -204,12 +148,3 @@ def test_uid_key_names_another_row_id_and_a_missing_one_is_a_clear_error():
     assert method.weights.shape == (100, 3)
     with pytest.raises(KeyError, match="'_row' key"):
         _fitted(splits, epochs=1, uid_key="_row")
-
-
-def test_trimodal_regression_keeps_the_named_modalities_with_identical_values():
-    full = make_trimodal_regression("noise", sizes=(50, 20, 20), seed=3)
-    two = make_trimodal_regression("noise", sizes=(50, 20, 20), seed=3, keep=["strong", "weak"])
-    assert two.modalities == ("strong", "weak")
-    assert torch.equal(two.test.tensors["weak"], full.test.tensors["weak"])
-    with pytest.raises(ValueError, match="keep must name some of"):
-        make_trimodal_regression("noise", keep=["video"])

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import runpy
-from pathlib import Path
 
 import pytest
 
 from mmrepro import methods
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "step_time.py"
-step_time = runpy.run_path(str(BENCH))  # benchmarks/ is a folder of scripts, not a package
+from .scripts import load
+
+
+step_time = load("step_time")
 
 
 def test_time_steps_table(synthetic):
