@@ -1,8 +1,8 @@
-"""MWAM chapter measures: the missing-modality table with per-item scores, the data's FRM, derived arms.
+"""MWAM chapter measures: the missing-modality table with per-item scores, and the data's FRM.
 
 ``missing`` scores every non-empty modality subset per test item, so the Average over subsets and the PCR
-get item-level intervals; ``input_frm`` records the training set's FRM and the weights it gives;
-``suppression_arm`` turns "host alone minus trained alone" into an arm the verdict module can judge.
+get item-level intervals; ``input_frm`` records the training set's FRM and the weights it gives.  The
+analyses of the records (suppression arms, preconditions) are in ``mmrepro.analysis.mwam``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from ..data.core import LABEL, Splits, iterate
 from ..evaluate import modality_subsets, predict
 from ..methods.base import Method
 from ..methods.mwam import PAPER_CONSTANTS, frm, relative_frm, weight_schedule
-from ..verdict import Arm
 
 
 def subset_name(subset: tuple[str, ...]) -> str:
@@ -24,21 +23,24 @@ def subset_name(subset: tuple[str, ...]) -> str:
 
 
 def missing(method: Method, splits: Splits) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Per-item correctness with each subset present (``acc_<a+b>``), its mean over subsets (``average``) and
-    each item's share of the PCR (``pcr``: mean over incomplete subsets of (correct_full - correct_S) / A_full,
-    whose mean over items is the PCR as a fraction)."""
+    """Accuracy with each subset present (``acc_<a+b>``, per test item), its mean over subsets (``average``) and the
+    PCR as a fraction (``pcr``: mean over incomplete subsets of (A_full - A_S) / A_full).
+
+    Only the per-subset correctness is stored per item: the per-item Average and PCR follow from it
+    (``mmrepro.analysis.mwam.with_subset_scores``), so the record does not hold them twice.
+    """
     mods, labels = splits.modalities, splits.test.tensors[LABEL]
     correct = {}
     for subset in modality_subsets(mods):
         p = predict(method, splits.test, drop=[m for m in mods if m not in subset])
         correct[subset_name(subset)] = (p.logits.argmax(-1).cpu() == labels).double()
-    full = correct[subset_name(tuple(mods))]
-    items = {f"acc_{k}": v.tolist() for k, v in correct.items()}
-    items["average"] = torch.stack(list(correct.values())).mean(0).tolist()
-    partial = [v for k, v in correct.items() if k != subset_name(tuple(mods))]
+    metrics = {f"acc_{k}": float(v.mean()) for k, v in correct.items()}
+    metrics["average"] = float(np.mean(list(metrics.values())))
+    full = metrics[f"acc_{subset_name(tuple(mods))}"]
+    partial = [v for k, v in metrics.items() if k.startswith("acc_") and k != f"acc_{subset_name(tuple(mods))}"]
     if partial:
-        items["pcr"] = (torch.stack([full - v for v in partial]).mean(0) / max(float(full.mean()), 1e-12)).tolist()
-    return {k: float(np.mean(v)) for k, v in items.items()}, items
+        metrics["pcr"] = float(np.mean([(full - a) / max(full, 1e-12) for a in partial]))
+    return metrics, {f"acc_{k}": v.tolist() for k, v in correct.items()}
 
 
 def input_frm(method: Method, splits: Splits, batch_size: int = 32, reduce: str = "mean",
@@ -52,12 +54,3 @@ def input_frm(method: Method, splits: Splits, batch_size: int = 32, reduce: str 
         k = weight_schedule(relative_frm(frms, frms), **constants)
         metrics.update({f"K_{m}": float(v) for m, v in zip(mods, k)})
     return metrics, {}
-
-
-def suppression_arm(host: Arm, alone: Arm, modality: str) -> Arm:
-    """An arm whose metric ``suppression`` is, per seed and item, trained alone minus alone in the host
-    (positive: the host under-trains ``modality``), on the seeds both arms share."""
-    seeds = [s for s in host.seeds if s in alone.seeds]
-    gap = alone.take(f"acc_{modality}", seeds) - host.take(f"acc_{modality}", seeds)
-    converged = [host.converged[host.seeds.index(s)] and alone.converged[alone.seeds.index(s)] for s in seeds]
-    return Arm(seeds, {"suppression": gap}, converged)

@@ -18,7 +18,10 @@ Image Understanding Models", ICLR 2026 (arXiv 2602.22644).  Per mini-batch:
 
 The host has per-modality encoders and auxiliary heads, fused late (the heads'
 mean) or in a shared trunk on the concatenated features (the paper's hosts),
-trained on full data or with random per-sample modality dropout.
+trained on full data or with random per-sample modality dropout.  ``input_filter``
+trains and scores the host on low- or high-pass filtered inputs (the paper's
+motivating filter experiment, Sec. 3.1).  ``MWAM(weights="ogm_ge")`` puts OGM-GE's
+coefficients in place of K on the same host, for the comparison of Tables 13-14.
 MWAM is training-only: ``predict`` is the host's.
 """
 
@@ -36,6 +39,7 @@ from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import modality_subsets
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
+from .ogm_ge import ogm_coefficients, true_class_scores
 
 #: (alpha, beta, lambda, gamma): the paper's defaults, the official code's SURF class, small batches (A.10)
 PAPER_CONSTANTS = {"alpha": 1.5, "beta": 1.0, "lam": 6.0, "gamma": 0.7}
@@ -45,7 +49,8 @@ SMALL_BATCH_CONSTANTS = {"alpha": 1.5, "beta": 1.0, "lam": 4.0, "gamma": 1.0}
 FRM_VARIANTS = ("ratio", "low", "direct_sum", "weighted_sum")
 REDUCTIONS = ("auto", "sum", "mean")
 INTERVENTIONS = ("auto", "grad", "loss", "hybrid", "lr")
-WEIGHTINGS = ("dynamic", "static", "inverted", "random")
+WEIGHTINGS = ("dynamic", "static", "inverted", "random", "ogm_ge")
+FILTERS = ("low", "high")
 EMA_IN = ("denominator", "both")
 
 
@@ -126,6 +131,31 @@ def frm(x: Tensor, p: int = 8, q: int = 2, sigma: float = 1e-6, variant: str = "
     return terms.sum() if reduce == "sum" else terms.mean()
 
 
+def frequency_filter(x: Tensor, kind: str, window: int) -> Tensor:
+    """Low-pass (keep) or high-pass (remove) the centred ``window`` x ``window`` square of each image's 2-D FFT.
+
+    The paper's motivating experiment (Sec. 3.1): centred FFT, keep or zero the centre window, inverse FFT.
+    The window is odd, so that it holds each frequency with its conjugate (frequencies -r..r, r = window // 2)
+    and the filtered image is real.  ``x`` is (B, C, H, W); the result has its shape and dtype.  The two
+    filters sum to the input, and each is a projection (applying it twice changes nothing).
+    """
+    if kind not in FILTERS:
+        raise ValueError(f"filter kind must be one of {FILTERS}, got {kind!r}")
+    if x.dim() != 4:
+        raise ValueError(f"a frequency filter needs a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if not isinstance(window, int) or window % 2 == 0 or not 1 <= window < min(h, w):
+        raise ValueError(f"filter window must be an odd integer in 1..{min(h, w) - 1}, got {window!r}")
+    spectrum = torch.fft.fftshift(torch.fft.fft2(x.double()), dim=(-2, -1))
+    keep = torch.zeros(h, w, dtype=torch.bool, device=x.device)
+    top, left = h // 2 - window // 2, w // 2 - window // 2
+    keep[top:top + window, left:left + window] = True
+    if kind == "high":
+        keep = ~keep
+    kept = torch.fft.ifftshift(spectrum * keep, dim=(-2, -1))
+    return torch.fft.ifft2(kept).real.to(x.dtype)
+
+
 # ----------------------------------------------------------------------------- bank and weights
 
 class FRMBank:
@@ -174,16 +204,22 @@ class MissingModalityHost(Method):
     shared trunk (linear h, ReLU, linear) that alone makes the prediction; the heads
     are auxiliary only.  ``modality_dropout=True`` draws, per sample, one non-empty
     subset uniformly (MMANet's "average" mode); absent modalities leave the fusion
-    and their auxiliary loss for that sample.
+    and their auxiliary loss for that sample.  ``input_filter=(kind, window)`` passes
+    every modality's input through ``frequency_filter`` in training and prediction.
     """
 
     fusions = ("late",)  # the per-modality heads (auxiliary heads, and the late-fusion prediction)
     tasks = ("classification",)
 
     def __init__(self, model: MultimodalModel, modality_dropout: bool = False, aux_weight: float = 1.0,
-                 trunk: int | None = None, task: str = "classification"):
+                 trunk: int | None = None, input_filter: Sequence | None = None, task: str = "classification"):
         super().__init__(model, task)
         validate.number("aux_weight", aux_weight, 0)
+        if input_filter is not None:
+            if len(input_filter) != 2 or input_filter[0] not in FILTERS:
+                raise ValueError(f"input_filter must be (kind, window) with kind in {FILTERS}, got {input_filter!r}")
+            validate.number("input_filter window", input_filter[1], 1, integer=True)
+        self.input_filter = None if input_filter is None else (input_filter[0], int(input_filter[1]))
         self.modality_dropout, self.aux_weight = modality_dropout, aux_weight
         subsets = modality_subsets(range(len(self.modalities)))
         masks = torch.zeros(len(subsets), len(self.modalities))
@@ -215,7 +251,18 @@ class MissingModalityHost(Method):
         """Weight of each modality's auxiliary loss (MWAM overrides this)."""
         return {m: self.aux_weight for m in self.modalities}
 
+    def inputs(self, batch: Batch) -> Batch:
+        """The batch the model sees: each modality's input frequency-filtered when ``input_filter`` is set."""
+        if self.input_filter is None:
+            return batch
+        kind, window = self.input_filter
+        return {k: frequency_filter(v, kind, window) if k in self.modalities else v for k, v in batch.items()}
+
     def training_step(self, batch: Batch, ctx) -> StepOut:
+        return self._step(self.inputs(batch))
+
+    def _step(self, batch: Batch) -> StepOut:
+        """The host's loss on an already filtered batch."""
         out = self.model(batch)
         mask = self.presence(batch)
         fused = self.fused(out, mask)
@@ -230,6 +277,7 @@ class MissingModalityHost(Method):
 
     def predict(self, batch: Batch) -> Output:
         """The host's prediction from the modalities present in ``batch`` (an absent one is a zero feature)."""
+        batch = self.inputs(batch)
         if self.trunk is None:
             return self.model(batch)
         features = self.model.encode(batch)
@@ -263,7 +311,10 @@ class MWAM(MissingModalityHost):
       where a gradient scale cancels, else "grad");
       ``weights``: "dynamic" (FRM per batch, the method), "static" (one K from the
       training set's FRM, computed once), "inverted" (``2*alpha - beta - K``: boosts
-      the high-FRM modality), "random" (uniform in (alpha-beta, alpha) every step);
+      the high-FRM modality), "random" (uniform in (alpha-beta, alpha) every step),
+      "ogm_ge" (not MWAM: OGM-GE's coefficients from the auxiliary heads' true-class
+      scores, with ``ogm_alpha``, on weight gradients, plus its Gaussian noise of the
+      unmodulated gradient's std; the "grad" intervention only);
       ``variant``, ``p``, ``q``, ``sigma``: the FRM (see ``frm``); ``reduce``: "auto" takes
       the mean per element when modalities differ in shape, else the code's sum;
       ``omega``: the bank's EMA factor; ``ema_in``: where the bank enters T;
@@ -275,8 +326,9 @@ class MWAM(MissingModalityHost):
                  omega: float = 0.5, ema_in: str = "denominator", alpha: float = PAPER_CONSTANTS["alpha"],
                  beta: float = PAPER_CONSTANTS["beta"], lam: float = PAPER_CONSTANTS["lam"],
                  gamma: float = PAPER_CONSTANTS["gamma"], modality_dropout: bool = False, aux_weight: float = 1.0,
-                 trunk: int | None = None, task: str = "classification"):
-        super().__init__(model, modality_dropout, aux_weight, trunk, task)
+                 trunk: int | None = None, input_filter: Sequence | None = None, ogm_alpha: float = 0.1,
+                 task: str = "classification"):
+        super().__init__(model, modality_dropout, aux_weight, trunk, input_filter, task)
         for name, value, valid in (("intervention", intervention, INTERVENTIONS), ("weights", weights, WEIGHTINGS),
                                    ("variant", variant, FRM_VARIANTS), ("reduce", reduce, REDUCTIONS), ("ema_in", ema_in, EMA_IN)):
             if value not in valid:
@@ -290,6 +342,10 @@ class MWAM(MissingModalityHost):
         validate.number("MWAM gamma", gamma)
         validate.number("MWAM sigma", sigma, 0, low_open=True)
         validate.number("MWAM p", p, 2, integer=True)
+        validate.number("OGM-GE alpha", ogm_alpha, 0)
+        if weights == "ogm_ge" and intervention not in ("auto", "grad"):
+            raise ValueError(f"weights='ogm_ge' edits gradients as OGM-GE does; intervention {intervention!r} is not valid")
+        self.ogm_alpha = ogm_alpha
         self.intervention, self.weighting, self.variant = intervention, weights, variant
         self.p, self.q, self.sigma, self.reduce, self.ema_in = p, q, sigma, reduce, ema_in
         self.constants = {"alpha": alpha, "beta": beta, "lam": lam, "gamma": gamma}
@@ -334,8 +390,8 @@ class MWAM(MissingModalityHost):
         self.bank.values = state["bank"]
 
     def _resolve_intervention(self, optimizer: str) -> str:
-        if self.intervention != "auto":
-            return self.intervention
+        if self.intervention != "auto" or self.weighting == "ogm_ge":
+            return "grad" if self.intervention == "auto" else self.intervention
         return "lr" if optimizer in ("adam", "adamw") else "grad"
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -370,11 +426,21 @@ class MWAM(MissingModalityHost):
     def training_step(self, batch: Batch, ctx) -> StepOut:
         if self.active is None:
             raise RuntimeError("MWAM.training_step needs fit_begin(ctx) first (train it with mmrepro.train.fit)")
+        batch = self.inputs(batch)
         frms, self._k = self._step_weights(batch, ctx)
-        step = super().training_step(batch, ctx)
+        step = self._step(batch)
+        if self.weighting == "ogm_ge":
+            self._k = self._ogm_weights(step.output.unimodal_logits, batch[LABEL], ctx)
         step.logs.update({f"frm_{m}": frms[i].float() for i, m in enumerate(self.modalities)})
         step.logs.update({f"K_{m}": self._k[i].float() for i, m in enumerate(self.modalities)})
         return step
+
+    @torch.no_grad()
+    def _ogm_weights(self, unimodal_logits: dict[str, Tensor], labels: Tensor, ctx) -> Tensor:
+        """OGM-GE's coefficients (M,) from the heads' summed true-class probabilities (every process alike)."""
+        scores = {m: ctx.all_reduce(s, "sum") for m, s in true_class_scores(unimodal_logits, labels).items()}
+        coeffs = ogm_coefficients(scores, self.ogm_alpha)
+        return torch.stack([coeffs[m] for m in self.modalities]).double()
 
     def learning_rate_factors(self) -> dict[str, float]:
         """Under the "lr" intervention, K_m on the learning rate of encoder m's group (Algorithm 1).
@@ -388,8 +454,13 @@ class MWAM(MissingModalityHost):
     def after_backward(self, ctx) -> None:
         if self.active not in ("grad", "hybrid"):
             return
+        ogm = self.weighting == "ogm_ge"
         for i, m in enumerate(self.modalities):
             k = self._k[i]
             for param in self.model.encoders[m].parameters():
-                if param.grad is not None:
-                    param.grad.mul_(k.to(param.grad.dtype))
+                if param.grad is None or (ogm and param.dim() < 2):  # OGM-GE edits weights only
+                    continue
+                noise_std = param.grad.std() + 1e-8 if ogm else None  # of the unmodulated gradient, as OGM-GE
+                param.grad.mul_(k.to(param.grad.dtype))
+                if ogm:
+                    param.grad.add_(torch.randn_like(param.grad) * noise_std)

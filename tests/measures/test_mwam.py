@@ -1,4 +1,4 @@
-"""The MWAM chapter's measures: per-item missing-modality scores, the data's FRM, suppression arms."""
+"""The MWAM chapter's measures: per-item missing-modality scores and the data's FRM."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 
 from mmrepro.data.core import LABEL, DictDataset, Splits
 from mmrepro.evaluate import collapse_rate, subset_accuracies
-from mmrepro.measures.mwam import input_frm, missing, suppression_arm
+from mmrepro.analysis.mwam import with_subset_scores
+from mmrepro.measures.mwam import input_frm, missing
 from mmrepro.methods import build
 from mmrepro.methods.mwam import MissingModalityHost
 from mmrepro.models import build_model
@@ -24,25 +25,30 @@ def _splits(n: int = 40) -> Splits:
     return Splits("toy", data, data, data, num_classes=3)
 
 
-def test_missing_items_average_to_the_subset_table_and_pcr():
+def test_missing_metrics_match_the_subset_table_and_pcr():
     splits = _splits()
     torch.manual_seed(0)
     host = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), trunk=5).eval()
     metrics, items = missing(host, splits)
     table = subset_accuracies(host, splits.test, splits.modalities)
+    assert set(items) == {f"acc_{s}" for s in table}  # per item: the subsets only (Average and PCR follow)
     for subset, acc in table.items():
         assert metrics[f"acc_{subset}"] == pytest.approx(acc)
         assert len(items[f"acc_{subset}"]) == 40
     assert metrics["average"] == pytest.approx(np.mean(list(table.values())))
     if table["a+b"] > 0:
         assert 100 * metrics["pcr"] == pytest.approx(collapse_rate(table, splits.modalities))
+        evidence = with_subset_scores({"host": Arm([0], {k: np.array([v]) for k, v in items.items()}, [True])})
+        assert evidence["host"].scores["pcr"].mean() == pytest.approx(metrics["pcr"])
+        assert evidence["host"].scores["average"].mean() == pytest.approx(metrics["average"])
 
 
 def test_missing_on_one_modality_has_no_pcr():
     splits = _splits().select(["a"])
     uni = build("unimodal", splits, modality="a", encoder="cnn", encoder_kwargs={"widths": (4,)})
     metrics, items = missing(uni, splits)
-    assert set(items) == {"acc_a", "average"} and metrics["acc_a"] == pytest.approx(metrics["average"])
+    assert set(items) == {"acc_a"} and "pcr" not in metrics
+    assert metrics["acc_a"] == pytest.approx(metrics["average"])
 
 
 def test_input_frm_ranks_the_smooth_modality_first_and_slows_it():
@@ -50,11 +56,3 @@ def test_input_frm_ranks_the_smooth_modality_first_and_slows_it():
     assert items == {}
     assert metrics["frm_a"] > 10 * metrics["frm_b"]
     assert 0.5 < metrics["K_a"] < 1.0 < metrics["K_b"] < 1.5
-
-
-def test_suppression_arm_golden_values():
-    host = Arm([0, 1, 2], {"acc_a": np.array([[1, 0], [0, 0], [1, 1]])}, [True, True, False])
-    alone = Arm([1, 2, 3], {"acc_a": np.array([[1, 1], [1, 0], [0, 0]])}, [True, True, True])
-    arm = suppression_arm(host, alone, "a")
-    assert arm.seeds == [1, 2] and arm.converged == [True, False]
-    np.testing.assert_array_equal(arm.scores["suppression"], [[1, 1], [0, -1]])

@@ -9,8 +9,10 @@ import torch
 
 from mmrepro.data.core import LABEL, DictDataset, Splits
 from mmrepro.methods.mwam import (
-    MWAM, FRMBank, MissingModalityHost, block_dct, dct_matrix, frequency_bands, frm, relative_frm, weight_schedule,
+    MWAM, FRMBank, MissingModalityHost, block_dct, dct_matrix, frequency_bands, frequency_filter, frm, relative_frm,
+    weight_schedule,
 )
+from mmrepro.methods.ogm_ge import ogm_coefficients, true_class_scores
 from mmrepro.models import build_model
 from mmrepro.models.vit import TinyViT, build_vit_model
 from mmrepro.train import Context, TrainConfig, apply_lr_factors, fit
@@ -240,3 +242,52 @@ def test_shared_trunk_mwam_trains_and_scales_only_encoders():
     assert result.history["train_K_a"].iloc[-1] < result.history["train_K_b"].iloc[-1]
     with pytest.raises(ValueError, match="trunk width"):
         MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), trunk=0)
+
+
+def test_frequency_filters_split_the_image_and_are_projections():
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    low, high = frequency_filter(x, "low", 5), frequency_filter(x, "high", 5)
+    torch.testing.assert_close(low + high, x)
+    torch.testing.assert_close(frequency_filter(low, "low", 5), low, atol=1e-5, rtol=0)
+    assert frequency_filter(high, "low", 5).abs().max() < 1e-5
+    torch.testing.assert_close(high.mean((-2, -1)), torch.zeros(2, 3), atol=1e-5, rtol=0)  # the mean is low
+    stripes = torch.cos(torch.arange(16.0) * torch.pi).expand(1, 1, 16, 16)  # the highest frequency only
+    assert frequency_filter(stripes, "low", 5).abs().max() < 1e-5
+    for kind, window in (("band", 5), ("low", 4), ("low", 16), ("high", 0)):
+        with pytest.raises(ValueError, match="filter"):
+            frequency_filter(x, kind, window)
+
+
+def test_host_with_input_filter_trains_and_predicts_on_filtered_inputs():
+    splits = _splits()
+    torch.manual_seed(0)
+    plain = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8))).eval()
+    filtered = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), input_filter=["low", 3]).eval()
+    filtered.load_state_dict(plain.state_dict())
+    batch = splits.test.batch(range(6))
+    smooth = {k: frequency_filter(v, "low", 3) if k in ("a", "b") else v for k, v in batch.items()}
+    torch.testing.assert_close(filtered.predict(batch).logits, plain.predict(smooth).logits)
+    assert filtered.input_filter == ("low", 3)
+    with pytest.raises(ValueError, match="input_filter"):
+        MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)), input_filter=["band", 3])
+
+
+def test_ogm_ge_weighting_uses_the_heads_scores_on_weight_gradients_only():
+    splits = _splits()
+    torch.manual_seed(0)
+    host = MissingModalityHost(build_model(splits, "cnn", "late", widths=(4, 8)))
+    method = _mwam(splits, weights="ogm_ge", ogm_alpha=0.5)
+    method.load_state_dict(host.state_dict())
+    assert method.active == "grad"
+    _step(host, splits)
+    torch.manual_seed(1)
+    out = _step(method, splits)
+    scores = true_class_scores(out.output.unimodal_logits, splits.train.batch(range(16))[LABEL])
+    expected = ogm_coefficients(scores, 0.5)
+    torch.testing.assert_close(method._k.float(), torch.stack([expected["a"], expected["b"]]).float())
+    grads = dict(method.named_parameters())
+    for name, p in host.named_parameters():
+        if name.startswith("model.encoders.") and p.dim() < 2:  # biases: untouched, as OGM-GE
+            torch.testing.assert_close(grads[name].grad, p.grad)
+    with pytest.raises(ValueError, match="ogm_ge"):
+        _mwam(splits, weights="ogm_ge", intervention="loss")
