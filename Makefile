@@ -5,6 +5,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 NB_DIR := _build/notebooks
+# nbval keeps each notebook it executed here (tools/nbval_keep.py); the smoke site is rendered from them
+KEPT_DIR := _build/executed
+SMOKE_DIR := _build/smoke
 SHELL  := bash
 export MMREPRO_PROGRESS ?= 0
 # Notebooks must draw with the inline backend (ipykernel only picks it when MPLBACKEND is unset),
@@ -13,7 +16,7 @@ NB_ENV := env -u MPLBACKEND
 # pytest exits 5 when it collects no tests: that is reported, not a failure of the build.
 ALLOW_EMPTY := rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), not an error"; else exit $$rc; fi
 
-.PHONY: book test venv unit nbval verify site lock clean
+.PHONY: book test venv unit nbval verify site smoke-site lock clean
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,25 +32,27 @@ book: venv
 	$(MAKE) site PROFILE=book
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-## run the tests: unit tests, nbval on every chapter (smoke), a smoke site build checked page by page
+## run the tests: unit tests, nbval on every chapter (smoke), a smoke site rendered from the notebooks nbval
+## executed (each chapter runs once) and checked page by page
 test: venv
 	$(MAKE) unit nbval verify
-	$(MAKE) site PROFILE=smoke
+	$(MAKE) smoke-site
 
 unit: venv
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q --durations=5 tests || { $(ALLOW_EMPTY); }
 
 nbval: venv
-	rm -rf $(NB_DIR) && mkdir -p $(NB_DIR)
+	rm -rf $(NB_DIR) $(KEPT_DIR) && mkdir -p $(NB_DIR)
 	chapters=$$(grep -l '^kernelspec:' book/*.md 2>/dev/null || true); \
 	if [ -z "$$chapters" ]; then echo "nbval: no notebook chapters in book/"; exit 0; fi; \
 	for md in $$chapters; do \
 		$(BIN)/jupytext --quiet --to ipynb --output $(NB_DIR)/$$(basename $$md .md).ipynb $$md || exit 1; \
 	done
-	MMREPRO_PROFILE=smoke $(NB_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax $(NB_DIR) \
+	MMREPRO_PROFILE=smoke $(NB_ENV) PYTHONPATH=$(CURDIR)/tools$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -p nbval_keep --nbval-lax --nbval-keep $(KEPT_DIR) $(NB_DIR) \
 		|| { $(ALLOW_EMPTY); }
 
-## re-derive one committed run record per chapter, picked at random, and fail if its metrics differ
+## re-derive one committed run record per chapter, picked at random, and fail if its metrics or per-item scores differ
 verify: venv
 	folders=$$(for d in results/*/; do ls $$d*.json >/dev/null 2>&1 && echo $$d; done); \
 	if [ -z "$$folders" ]; then echo "verify: no run records committed yet"; exit 0; fi; \
@@ -58,6 +63,12 @@ site: venv
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	MMREPRO_PROFILE=$(PROFILE) $(NB_ENV) $(BIN)/jupyter-book build . --warningiserror --keep-going
 	$(BIN)/python tools/check_site.py _build/html --toc _toc.yml
+
+## the smoke site from the notebooks `make nbval` executed (no second execution), checked page by page
+smoke-site: venv
+	$(BIN)/python tools/stage_site.py --notebooks $(KEPT_DIR) --out $(SMOKE_DIR)
+	$(NB_ENV) $(BIN)/jupyter-book build $(SMOKE_DIR) --warningiserror --keep-going
+	$(BIN)/python tools/check_site.py $(SMOKE_DIR)/_build/html --toc _toc.yml
 
 lock:
 	rm -rf /tmp/mmrepro-lock && $(PYTHON) -m venv /tmp/mmrepro-lock

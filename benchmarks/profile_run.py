@@ -6,6 +6,7 @@ package, by wrapping the functions ``fit`` calls.  Time is given to the outermos
 predictions the Shapley monitor makes count as the monitor, not as validation:
 
     python benchmarks/profile_run.py --epochs 5 --threads 1
+    python benchmarks/profile_run.py --epochs 5 --threads 1 --no-pool-cap   # BLAS/OpenMP pools at their defaults
     python benchmarks/profile_run.py --epochs 5 --checkpoint-dir /tmp/ckpt   # with a checkpoint per epoch
 """
 
@@ -24,7 +25,7 @@ import torch
 from lightning_fabric import Fabric
 from sklearn.linear_model import LogisticRegression
 
-from mmrepro import evaluate, experiment
+from mmrepro import evaluate, experiment, records
 from mmrepro import train as training
 from mmrepro.experiment import RunSpec
 
@@ -209,12 +210,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-monitor", action="store_true", help="profile the run without the Shapley monitor")
     parser.add_argument("--checkpoint-dir", default=None, help="also write a checkpoint after every epoch here")
+    parser.add_argument("--no-pool-cap", action="store_true",
+                        help="leave BLAS/OpenMP pools at their defaults (grid workers cap them to torch's threads)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = book_spec(args.epochs, monitor=None if args.no_monitor else "shapley")
-    with _checkpointing(args.checkpoint_dir):
+    pools = contextlib.nullcontext() if args.no_pool_cap else records.capped_pools()
+    with _checkpointing(args.checkpoint_dir), pools:
         table, record = profile(spec, args.device)
-    print(f"one AV-Digits run: {table.attrs['epochs']} epochs on {table.attrs['device']}")
+    cap = "at their defaults" if args.no_pool_cap else f"capped to {args.threads} thread(s), as in a grid worker"
+    print(f"one AV-Digits run: {table.attrs['epochs']} epochs on {table.attrs['device']}; BLAS/OpenMP pools {cap}")
     print(table.to_string(index=False, float_format="{:.2f}".format, na_rep=""))
     return table
 

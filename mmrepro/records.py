@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -26,10 +28,11 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from . import data as datasets
 from . import methods
@@ -165,11 +168,28 @@ def read(path: Path) -> dict[str, Any]:
     return record
 
 
+@contextlib.contextmanager
+def capped_pools(threads: int | None = None) -> Iterator[None]:
+    """BLAS and OpenMP pools (numpy's, scikit-learn's) limited to ``threads``, default torch's thread count.
+
+    Without it each grid worker's linear-algebra library starts one thread per core beside torch's, and two
+    workers on two cores oversubscribe them (the probe's logistic regression was most of a run's CPU time).
+    """
+    limit = torch.get_num_threads() if threads is None else threads
+    if limit < 1:
+        raise ValueError(f"a thread pool needs at least one thread, got {limit}")
+    with threadpool_limits(limits=limit):
+        yield
+
+
 def _run(spec: RunSpec, device: str, threads: int | None) -> dict[str, Any]:
-    """Worker body: fix the thread count, then execute (the key is computed under the same thread count)."""
+    """Worker body: fix the thread count, cap the BLAS/OpenMP pools to it, then execute (the key is computed
+    under the same thread count)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    return {**execute(spec, device), "key": key(spec, device), **{"provenance": provenance()}}
+    with capped_pools():
+        record = execute(spec, device)
+    return {**record, "key": key(spec, device), **{"provenance": provenance()}}
 
 
 def _rerun() -> bool:
@@ -331,8 +351,10 @@ def stale(folder: Path) -> list[str]:
     return out
 
 
-def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6) -> str:
-    """Check every record of ``folder`` is current, then re-derive one (random, or ``pick``) and compare metrics."""
+def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6, cap_pools: bool = True) -> str:
+    """Check every record of ``folder`` is current, then re-derive one (random, or ``pick``) and compare its metrics
+    and per-item scores.  The run is re-derived as a grid worker runs it (one thread, BLAS/OpenMP pools capped to
+    it); ``cap_pools=False`` leaves the pools at their defaults, to show the cap does not change a record."""
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise RecordError(f"no run records in {folder}")
@@ -343,13 +365,23 @@ def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6) -> st
     record = read(path)
     if not record["device"].startswith("cpu"):
         raise RecordError(f"{path.name} was made on {record['device']}; re-derive it on that device type")
-    fresh = execute(RunSpec.from_dict(record["spec"]), "cpu")
+    with capped_pools() if cap_pools else contextlib.nullcontext():
+        fresh = execute(RunSpec.from_dict(record["spec"]), "cpu")
     diffs = {m: (v, fresh["metrics"].get(m)) for m, v in record["metrics"].items()
              if abs(v - fresh["metrics"].get(m, float("inf"))) > tolerance}
+    diffs.update({f"items[{m}]": "differ" for m, v in record.get("items", {}).items()
+                  if not _same_items(v, fresh.get("items", {}).get(m), tolerance)})
     if diffs:
         raise RecordError(f"{path.name}: re-derived metrics differ from the record: {diffs}")
-    return (f"{folder}: {len(files)} records match the current code; {path.name}: "
-            f"{len(record['metrics'])} metrics re-derived identically")
+    pools = "BLAS/OpenMP pools capped to 1 thread" if cap_pools else "BLAS/OpenMP pools uncapped"
+    return (f"{folder}: {len(files)} records match the current code; {path.name}: {len(record['metrics'])} metrics "
+            f"and {len(record.get('items', {}))} per-item scores re-derived identically ({pools})")
+
+
+def _same_items(recorded: Sequence[float], fresh: Sequence[float] | None, tolerance: float) -> bool:
+    """Two per-item score lists agree: same length, every pair within ``tolerance``."""
+    return fresh is not None and len(recorded) == len(fresh) and all(
+        abs(a - b) <= tolerance or (math.isnan(a) and math.isnan(b)) for a, b in zip(recorded, fresh))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("verify", help="re-derive one record per folder and compare its metrics")
     check.add_argument("folders", nargs="+", type=Path)
     check.add_argument("--pick", help="the record file to re-derive (default: one at random)")
+    check.add_argument("--no-pool-cap", action="store_true",
+                       help="re-derive with BLAS/OpenMP pools at their defaults (grid workers cap them to 1 thread)")
     keys = sub.add_parser("stale", help="list the records whose key the current code no longer gives (no training)")
     keys.add_argument("folders", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -367,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{folder}: {len(names)} stale" + "".join(f"\n  {n}" for n in names), flush=True)
         return 1 if any(counts.values()) else 0
     for folder in args.folders:
-        print(verify(folder, args.pick), flush=True)
+        print(verify(folder, args.pick, cap_pools=not args.no_pool_cap), flush=True)
     return 0
 
 
