@@ -27,6 +27,7 @@ from scipy import stats
 from .. import data as datasets
 from .. import plots, profiles, records, verdict
 from ..experiment import RunSpec
+from .pairs import paired
 
 CONDITIONS = "mmrepro.measures.leaderboard:conditions"
 
@@ -271,10 +272,9 @@ def cell(all_arms: Mapping[str, verdict.Arm], method: str, setting: str, metric:
     arm = all_arms[name]
     out = {"method": method, "mean": float(arm.take(metric, arm.seeds).mean()), "seeds": len(arm.seeds),
            "converged": all(arm.converged) and all(all_arms[base].converged), "applies": True}
-    shared = [s for s in arm.seeds if s in all_arms[base].seeds]
-    if method == "joint" or len(shared) < 2:
+    cmp = None if method == "joint" else paired(all_arms, name, base, metric, level)
+    if cmp is None:
         return {**out, "effect": np.nan, "low": np.nan, "high": np.nan}
-    cmp = verdict.compare(arm.take(metric, shared), all_arms[base].take(metric, shared), level)
     return {**out, "effect": cmp.effect, "low": cmp.low, "high": cmp.high}
 
 

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from .. import verdict
+from .pairs import interval
 
 REGIME_ARMS = {"baseline": "baseline", "plug_in": "(a) plug-in", "gates": "(b) gates only",
                "trained": "(c) trained with router (ours)"}
@@ -84,12 +85,7 @@ def paired(evidence: Mapping[str, verdict.Arm], pairs: Sequence[tuple[str, str]]
     for metric, label in metrics.items():
         column = {}
         for t, c in pairs:
-            shared = [s for s in evidence[t].seeds if s in evidence[c].seeds]
-            if len(shared) < 2:
-                column[t] = "—"
-                continue
-            cmp = verdict.compare(evidence[t].take(metric, shared), evidence[c].take(metric, shared))
-            column[t] = verdict.fmt_interval({"effect": cmp.effect, "low": cmp.low, "high": cmp.high}, scale)
+            column[t] = interval(evidence, t, c, metric, scale)
         table[label] = column
     return pd.DataFrame(table).rename_axis("minus the baseline (points)")
 

@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from ..methods.mwam import relative_frm, weight_schedule
-from ..verdict import Arm, Claim, Comparison, compare, fmt_interval
+from ..verdict import Arm, Claim, fmt_interval
+from .pairs import interval, paired
 
 MODS = ("rgb", "depth")
 FULL = "acc_" + "+".join(MODS)  # the full-modality accuracy's metric
@@ -91,25 +92,6 @@ def with_suppression(evidence: Mapping[str, Arm], cells: Sequence[str] = tuple(C
             out[arm(cell, f"{m} suppression")] = suppression_arm(evidence[arm(cell, "late host")],
                                                                  evidence[arm(cell, f"{m} alone")], m)
     return out
-
-
-def paired(evidence: Mapping[str, Arm], treatment: str, control: str | None, metric: str,
-           level: float = 0.95) -> Comparison | None:
-    """Treatment − control (or the treatment against zero, ``control=None``) on their shared seeds, with its
-    ``level`` interval; None with fewer than two shared seeds."""
-    t = evidence[treatment]
-    c = t if control is None else evidence[control]
-    shared = [s for s in t.seeds if s in c.seeds]
-    if len(shared) < 2:
-        return None
-    scores = t.take(metric, shared)
-    return compare(scores, np.zeros_like(scores) if control is None else c.take(metric, shared), level)
-
-
-def interval(evidence: Mapping[str, Arm], treatment: str, control: str | None, metric: str) -> str:
-    """``paired`` as text in points, '—' when it cannot be computed."""
-    cmp = paired(evidence, treatment, control, metric)
-    return "—" if cmp is None else fmt_interval({"effect": cmp.effect, "low": cmp.low, "high": cmp.high})
 
 
 def mean_of(evidence: Mapping[str, Arm], name: str, metric: str) -> float:

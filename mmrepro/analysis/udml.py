@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import verdict
+from .pairs import interval
 
 PREMISES = ("imbalance", "dual suppression", "per-sample noise", "off the ceiling")
 
@@ -88,14 +89,6 @@ def needs(ok: Mapping[str, bool], text: Mapping[str, str], *names: str) -> tuple
     return all(ok[n] for n in names), "; ".join(text[n] for n in names)
 
 
-def paired(arms: Mapping[str, verdict.Arm], treatment: str, control: str, metric: str, scale: float = 100.0,
-           digits: int = 1) -> str:
-    """'effect [low, high]' of treatment − control on the seeds both share, at 95% (a description, not a verdict)."""
-    shared = [s for s in arms[treatment].seeds if s in arms[control].seeds]
-    cmp = verdict.compare(arms[treatment].take(metric, shared), arms[control].take(metric, shared))
-    return verdict.fmt_interval({"effect": cmp.effect, "low": cmp.low, "high": cmp.high}, scale, digits)
-
-
 def rank_strength(arms: Mapping[str, verdict.Arm], names: Sequence[str],
                   modalities: Sequence[str] = ("audio", "image")) -> dict[str, verdict.Arm]:
     """``names`` with one more run-level metric, ``rho_abs``: the mean over ``modalities`` of ``|rho_<m>|``, how
@@ -117,12 +110,10 @@ def rank_table(arms: Mapping[str, verdict.Arm], names: Sequence[str], metrics: S
     for metric in metrics:
         cols[metric] = {}
         for name in names:
-            values = arms[name].take(metric, arms[name].seeds)
-            cmp = verdict.compare(values, np.zeros_like(values))
-            cols[metric][name] = verdict.fmt_interval({"effect": cmp.effect, "low": cmp.low, "high": cmp.high}, 1.0, 2)
+            cols[metric][name] = interval(arms, name, None, metric, 1.0, 2)
         if reference is not None:
             cols[f"{metric}: {reference} − arm"] = {name: "—" if name == reference else
-                                                     paired(arms, reference, name, metric, 1.0, 2) for name in names}
+                                                     interval(arms, reference, name, metric, 1.0, 2) for name in names}
     return pd.DataFrame(cols).loc[list(names)]
 
 

@@ -82,16 +82,6 @@ def _arms() -> dict[str, verdict.Arm]:
                                            "rho": np.array([-0.1, 0.0, 0.1, 0.4])})}
 
 
-def test_paired_uses_only_shared_seeds_and_formats_the_interval():
-    arms = _arms()
-    text = udml.paired(arms, "A", "B", "acc")
-    shared = arms["A"].take("acc", [1, 2, 3])
-    assert text.startswith(f"{100 * shared.mean():+.1f} [")
-    assert udml.paired(arms, "A", "B", "rho", 1.0, 2) == verdict.fmt_interval(
-        {k: getattr(verdict.compare(np.array([0.8, 0.85, 0.95]), np.array([-0.1, 0.0, 0.1])), k)
-         for k in ("effect", "low", "high")}, 1.0, 2)
-
-
 def test_rank_table_gives_each_arm_its_own_interval_and_paired_differences():
     table = udml.rank_table(_arms(), ["A", "B"], ["rho"], reference="A")
     assert list(table.columns) == ["rho", "rho: A − arm"]
