@@ -322,6 +322,14 @@ class Grid:
             "stale record files": len(self.stale)}, name=self.chapter)
 
 
+def validation_score(record: Mapping) -> float:
+    """The validation accuracy of the epoch a run kept (its selected epoch), for choices made on validation."""
+    rows = [r for r in record["history"] if r["epoch"] == record["selected_epoch"]]
+    if not rows or "val_accuracy" not in rows[0]:
+        raise ValueError(f"record {record['arm']!r} seed {record['seed']} has no val_accuracy at its selected epoch")
+    return float(rows[0]["val_accuracy"])
+
+
 def _final_loss(record: Mapping) -> float:
     last = record["history"][-1]
     return float(last.get("train_loss", float("nan")))

@@ -178,3 +178,11 @@ def test_stale_lists_exactly_the_records_the_current_code_would_not_give(tmp_pat
     first.write_text(json.dumps(record))
     assert records.stale(tmp_path / "toy") == [first.name]
     assert records.main(["stale", str(tmp_path / "toy")]) == 1
+
+
+def test_validation_score_reads_the_kept_epoch_not_the_last_or_the_largest():
+    history = [{"epoch": 0, "val_accuracy": 0.9}, {"epoch": 1, "val_accuracy": 0.7}, {"epoch": 2, "val_accuracy": 0.8}]
+    record = {"arm": "a", "seed": 0, "selected_epoch": 1, "history": history}
+    assert records.validation_score(record) == 0.7
+    with pytest.raises(ValueError, match="selected epoch"):
+        records.validation_score({**record, "selected_epoch": 5})

@@ -10,6 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from ..records import validation_score
+
 
 def build_options(setting_data: Mapping[str, Any], method: str, kwargs: Mapping[str, Any],
                   encoder: str) -> tuple[dict, dict]:
@@ -23,14 +25,6 @@ def build_options(setting_data: Mapping[str, Any], method: str, kwargs: Mapping[
             raise ValueError("a unimodal arm needs kwargs={'modality': ...}")
         return {**build, "modality": kwargs["modality"]}, {}
     return ({**build, "fusion": "sum"} if method != "greedy" else build), dict(kwargs)
-
-
-def validation_score(record: Mapping[str, Any]) -> float:
-    """The validation accuracy of the epoch a run kept (its selected epoch)."""
-    rows = [r for r in record["history"] if r["epoch"] == record["selected_epoch"]]
-    if not rows or "val_accuracy" not in rows[0]:
-        raise ValueError(f"record {record['arm']!r} seed {record['seed']} has no val_accuracy at its selected epoch")
-    return float(rows[0]["val_accuracy"])
 
 
 def select_on_validation(records: Sequence[Mapping[str, Any]],

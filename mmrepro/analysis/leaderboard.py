@@ -164,15 +164,9 @@ def tuning_specs(size: Size) -> list[RunSpec]:
     return [_spec(m, s, r, 0, size, f"{m} | {s} | {r}") for m, s in cells(size) for r in size.recipes]
 
 
-def val_score(record: Mapping) -> float:
-    """The validation accuracy of the epoch a run kept (the best one)."""
-    history = pd.DataFrame(record["history"])
-    return float(history["val_accuracy"].max())
-
-
 def choose(tuning: Sequence[Mapping], size: Size) -> dict[tuple[str, str], str]:
     """Per cell the recipe with the best seed-0 validation accuracy (ties: the first in ``size.recipes``)."""
-    scores = {r["arm"]: val_score(r) for r in tuning}
+    scores = {r["arm"]: records.validation_score(r) for r in tuning}
     choice = {}
     for m, s in cells(size):
         tried = [(scores[f"{m} | {s} | {r}"], -i, r) for i, r in enumerate(size.recipes) if f"{m} | {s} | {r}" in scores]

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mmrepro.analysis.iibalance import (build_options, class_view, preconditions, select_on_validation,
-                                        validation_score)
+from mmrepro.analysis.iibalance import build_options, class_view, preconditions, select_on_validation
 from mmrepro.data import LOADERS
 from mmrepro.data.complementary import NAME, swap_within
 
@@ -29,13 +28,6 @@ def test_build_options_give_sum_fusion_except_greedy_and_mlp_on_mfeat():
         build_options({"name": "av_digits"}, "unimodal", {}, "mlp")
     with pytest.raises(ValueError, match="name a dataset"):
         build_options({}, "joint", {}, "mlp")
-
-
-def test_validation_score_reads_the_selected_epoch():
-    assert validation_score(record("a", 0, 0.7, [1.0], [0])) == 0.7
-    bad = {**record("a", 0, 0.7, [1.0], [0]), "selected_epoch": 5}
-    with pytest.raises(ValueError, match="selected epoch"):
-        validation_score(bad)
 
 
 def test_selection_uses_validation_not_test():

@@ -10,8 +10,9 @@ from mmrepro.analysis import leaderboard as lb
 def record(arm, seed, correct, converged=True, val=0.5, epoch_time=1.0, **metrics):
     items = {"accuracy": list(map(float, correct)), **{k: list(map(float, v)) for k, v in metrics.items()}}
     return {"arm": arm, "seed": seed, "key": f"{arm}-{seed}", "converged": converged, "epochs": 10, "best_epoch": 3,
+            "selected_epoch": 3,
             "spec": {"train": {"patience": None, **lb.RECIPES["Adam 1e-3"]}},
-            "history": [{"val_accuracy": val, "epoch_time": epoch_time}], "cpu_time": 2.0, "wall_time": 3.0,
+            "history": [{"epoch": 3, "val_accuracy": val, "epoch_time": epoch_time}], "cpu_time": 2.0, "wall_time": 3.0,
             "items": items, "metrics": {k: float(np.mean(v)) for k, v in items.items()}}
 
 
