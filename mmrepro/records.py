@@ -335,13 +335,10 @@ def _final_loss(record: Mapping) -> float:
     return float(last.get("train_loss", float("nan")))
 
 
-def _check_current(path: Path, record: Mapping) -> None:
-    """A record whose key is not what the current code gives its spec is stale: an error naming it."""
+def _current(record: Mapping) -> bool:
+    """Whether the current code gives the record's spec its key (a GPU record is taken as it is)."""
     device = "cpu" if record["device"].startswith("cpu") else "cuda"
-    current = key(RunSpec.from_dict(record["spec"]), device) if device == "cpu" else record["key"]
-    if current != record["key"]:
-        raise RecordError(f"{path.name} is stale: its key {record['key']} is not the current code's {current}; "
-                          "recompute the chapter's grid (MMREPRO_RERUN=1, or delete the file and rebuild)")
+    return device != "cpu" or key(RunSpec.from_dict(record["spec"]), device) == record["key"]
 
 
 def stale(folder: Path) -> list[str]:
@@ -350,25 +347,18 @@ def stale(folder: Path) -> list[str]:
     if not files:
         raise RecordError(f"no run records in {folder}")
     torch.set_num_threads(1)  # keys include the thread count the grids run under
-    out = []
-    for file in files:
-        try:
-            _check_current(file, read(file))
-        except RecordError:
-            out.append(file.name)
-    return out
+    return [file.name for file in files if not _current(read(file))]  # a corrupt file is an error, not stale
 
 
 def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6, cap_pools: bool = True) -> str:
     """Check every record of ``folder`` is current, then re-derive one (random, or ``pick``) and compare its metrics
     and per-item scores.  The run is re-derived as a grid worker runs it (one thread, BLAS/OpenMP pools capped to
     it); ``cap_pools=False`` leaves the pools at their defaults, to show the cap does not change a record."""
+    outdated = stale(folder)  # every record's key against the current code: cheap, and no stale record hides
+    if outdated:
+        raise RecordError(f"{', '.join(outdated)} is stale: its key is not the current code's; recompute the "
+                          "chapter's grid (MMREPRO_RERUN=1, or delete the file and rebuild)")
     files = sorted(Path(folder).glob("*.json"))
-    if not files:
-        raise RecordError(f"no run records in {folder}")
-    torch.set_num_threads(1)
-    for file in files:  # every record's key against the current code: cheap, and no stale record hides
-        _check_current(file, read(file))
     path = Path(folder) / pick if pick else random.SystemRandom().choice(files)
     record = read(path)
     if not record["device"].startswith("cpu"):

@@ -178,6 +178,9 @@ def test_stale_lists_exactly_the_records_the_current_code_would_not_give(tmp_pat
     first.write_text(json.dumps(record))
     assert records.stale(tmp_path / "toy") == [first.name]
     assert records.main(["stale", str(tmp_path / "toy")]) == 1
+    second.write_text("{not json")  # a corrupt record is an error naming it, not a stale one
+    with pytest.raises(records.RecordError, match=second.name):
+        records.stale(tmp_path / "toy")
 
 
 def test_validation_score_reads_the_kept_epoch_not_the_last_or_the_largest():
