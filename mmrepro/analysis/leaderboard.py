@@ -25,8 +25,11 @@ import torch
 from scipy import stats
 
 from .. import data as datasets
+from .. import methods as registry
 from .. import plots, profiles, records, verdict
 from ..experiment import RunSpec
+from ..models.encoders import MLPEncoder, ResNet18Encoder, SmallCNN
+from ..train import TrainConfig, fit, seed_everything
 from .pairs import paired
 
 CONDITIONS = "mmrepro.measures.leaderboard:conditions"
@@ -374,7 +377,6 @@ class _Counter:
     """Counts training-mode forward calls of every encoder, sub-models' included."""
 
     def __init__(self):
-        from ..models.encoders import MLPEncoder, ResNet18Encoder, SmallCNN
         self.kinds, self.calls = (MLPEncoder, ResNet18Encoder, SmallCNN), 0
         self.handle = torch.nn.modules.module.register_module_forward_hook(self._hook)
 
@@ -390,8 +392,6 @@ def cost(methods: Sequence[str], setting: str = "AV-Digits", subsample: int = 25
     """Per method on one setting: parameters, parameters beyond joint's, and encoder passes per training step
     (every encoder forward in training mode, sub-models trained inside the fit included, over the main model's
     steps and modalities)."""
-    from .. import methods as registry
-    from ..train import TrainConfig, fit, seed_everything
     if subsample % 64:
         raise ValueError(f"subsample must be a multiple of the batch size 64, got {subsample}")
     splits = datasets.load(**SETTINGS[setting].data).subsample_train(subsample)
