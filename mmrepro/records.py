@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -30,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
@@ -376,10 +376,13 @@ def verify(folder: Path, pick: str | None = None, tolerance: float = 1e-6, cap_p
             f"and {len(record.get('items', {}))} per-item scores re-derived identically ({pools})")
 
 
-def _same_items(recorded: Sequence[float], fresh: Sequence[float] | None, tolerance: float) -> bool:
-    """Two per-item score lists agree: same length, every pair within ``tolerance``."""
-    return fresh is not None and len(recorded) == len(fresh) and all(
-        abs(a - b) <= tolerance or (math.isnan(a) and math.isnan(b)) for a, b in zip(recorded, fresh))
+def _same_items(recorded: Sequence, fresh: Sequence | None, tolerance: float) -> bool:
+    """Two per-item score arrays agree: same shape (flat, or one row per item as regression errors are), every
+    entry within ``tolerance``, NaN where the other is NaN."""
+    if fresh is None:
+        return False
+    a, b = np.asarray(recorded, dtype=float), np.asarray(fresh, dtype=float)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0.0, atol=tolerance, equal_nan=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -189,3 +189,14 @@ def test_validation_score_reads_the_kept_epoch_not_the_last_or_the_largest():
     assert records.validation_score(record) == 0.7
     with pytest.raises(ValueError, match="selected epoch"):
         records.validation_score({**record, "selected_epoch": 5})
+
+
+@pytest.mark.parametrize("recorded, fresh, same", [
+    ([1.0, 0.0, float("nan")], [1.0, 0.0, float("nan")], True),
+    ([[0.5], [0.25]], [[0.5], [0.25]], True),  # regression errors: one row per item
+    ([[0.5], [0.25]], [[0.5], [0.26]], False),
+    ([1.0, 0.0], [1.0, 0.0, 1.0], False),
+    ([1.0, 0.0], None, False),
+])
+def test_verify_compares_per_item_scores_of_either_shape(recorded, fresh, same):
+    assert records._same_items(recorded, fresh, 1e-6) is same
