@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -132,10 +132,15 @@ def modality_subsets(modalities: Sequence) -> list[tuple]:
     return [s for r in range(1, len(modalities) + 1) for s in itertools.combinations(modalities, r)]
 
 
-def _subset_values(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[tuple, float]:
-    """Accuracy with only each non-empty subset of ``modalities`` present (the others dropped from the batch)."""
+def _subset_values(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str],
+                   full: float | None = None) -> dict[tuple, float]:
+    """Accuracy with only each non-empty subset of ``modalities`` present (the others dropped from the batch);
+    ``full``, if given, is taken as the full set's accuracy instead of predicting it again."""
     out = {}
     for subset in modality_subsets(modalities):
+        if full is not None and len(subset) == len(modalities):
+            out[subset] = full
+            continue
         p = predict(method, dataset, drop=[m for m in modalities if m not in subset])
         out[subset] = accuracy(p.logits, p.labels)
     return out
@@ -160,34 +165,44 @@ def collapse_rate(accuracies: dict[str, float], modalities: Sequence[str]) -> fl
     return 100.0 * sum((full - a) / full for a in partial) / len(partial)
 
 
-def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str]) -> dict[str, float]:
-    """Exact Shapley value of each modality for accuracy over modality subsets.
-
-    ``v(S)`` is the accuracy with only the modalities in ``S`` present (the rest
-    dropped from the batch); ``v(empty)`` is the majority-class rate, the best a
-    model with no input can do.  The values sum to ``v(all) - v(empty)``.
-    """
-    labels = dataset.tensors[LABEL]
-    value = {(): torch.bincount(labels).max().item() / len(labels), **_subset_values(method, dataset, modalities)}
+def shapley_values(value: Mapping[frozenset, Any], modalities: Sequence[str]) -> dict[str, Any]:
+    """Exact Shapley value of each modality from a value per coalition (a frozenset of modality names, the empty
+    one included); the values may be numbers or tensors, and they sum to ``value[all] - value[empty]``."""
     n = len(modalities)
     phi = {}
     for m in modalities:
         others = [o for o in modalities if o != m]
         total = 0.0
         for r in range(n):
-            for s in itertools.combinations(others, r):
-                with_m = tuple(x for x in modalities if x in s or x == m)
-                total += math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n) * (value[with_m] - value[s])
+            weight = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
+            for s in map(frozenset, itertools.combinations(others, r)):
+                total = total + weight * (value[s | {m}] - value[s])
         phi[m] = total
     return phi
 
 
+def shapley(method: torch.nn.Module, dataset: DictDataset, modalities: Sequence[str],
+            full: float | None = None) -> dict[str, float]:
+    """Exact Shapley value of each modality for accuracy over modality subsets.
+
+    ``v(S)`` is the accuracy with only the modalities in ``S`` present (the rest
+    dropped from the batch); ``v(empty)`` is the majority-class rate, the best a
+    model with no input can do.  ``full``, if known (validation has just computed it),
+    is ``v(all)`` and saves one pass.
+    """
+    labels = dataset.tensors[LABEL]
+    value = {frozenset(): torch.bincount(labels).max().item() / len(labels)}
+    value.update({frozenset(s): v for s, v in _subset_values(method, dataset, modalities, full).items()})
+    return shapley_values(value, modalities)
+
+
 def shapley_monitor(method: torch.nn.Module, ctx) -> dict[str, float]:
     """A ``fit`` monitor: each modality's Shapley value for validation accuracy, as ``shapley_<m>`` every epoch
-    (nothing for a one-modality model)."""
+    (nothing for a one-modality model); the full set's accuracy is the epoch's validation accuracy."""
     if len(method.modalities) < 2:
         return {}
-    return {f"shapley_{m}": v for m, v in shapley(method, ctx.splits.val, method.modalities).items()}
+    full = ctx.val_metrics.get("accuracy") if ctx.val_metrics else None
+    return {f"shapley_{m}": v for m, v in shapley(method, ctx.splits.val, method.modalities, full).items()}
 
 
 def robustness_sweep(method: torch.nn.Module, splits: Splits, kind: str, levels: Iterable[float],
@@ -226,19 +241,25 @@ def features(method: torch.nn.Module, dataset: DictDataset, batch_size: int = 51
     return {m: torch.cat(v) for m, v in p_chunks.items()}
 
 
-def linear_probe_predictions(method: torch.nn.Module, splits: Splits, modality: str, C: float = 1.0) -> np.ndarray:
-    """Test-set predictions of a logistic regression on one modality's frozen encoder features.
+def linear_probes_predictions(method: torch.nn.Module, splits: Splits, modalities: Sequence[str] | None = None,
+                              C: float = 1.0) -> dict[str, np.ndarray]:
+    """Test-set predictions of a logistic regression on each modality's frozen encoder features.
 
-    Fitted on the training split; measures how much the encoder learned, whatever
-    the fusion head makes of it.
+    Fitted on the training split; measures how much each encoder learned, whatever the fusion head makes
+    of it.  The features of all modalities come from one pass over each split.
     """
-    train = features(method, splits.train)[modality].numpy()
-    test = features(method, splits.test)[modality].numpy()
-    scaler = StandardScaler().fit(train)
-    clf = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train), splits.train.tensors[LABEL].numpy())
-    return clf.predict(scaler.transform(test))
+    modalities = list(modalities or splits.modalities)
+    train, test = features(method, splits.train), features(method, splits.test)
+    labels = splits.train.tensors[LABEL].numpy()
+    out = {}
+    for m in modalities:
+        scaler = StandardScaler().fit(train[m].numpy())
+        clf = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(train[m].numpy()), labels)
+        out[m] = clf.predict(scaler.transform(test[m].numpy()))
+    return out
 
 
 def linear_probe(method: torch.nn.Module, splits: Splits, modality: str, C: float = 1.0) -> float:
     """Test accuracy of the linear probe on one modality's frozen encoder features."""
-    return float(np.mean(linear_probe_predictions(method, splits, modality, C) == splits.test.tensors[LABEL].numpy()))
+    pred = linear_probes_predictions(method, splits, [modality], C)[modality]
+    return float(np.mean(pred == splits.test.tensors[LABEL].numpy()))

@@ -33,8 +33,8 @@ MeasureSpec = str | tuple[str, dict[str, Any]]  # a name, or (name, options)
 def _probe(method: Method, splits: Splits) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Each modality's linear probe: test accuracy and per-item correctness (``probe_<modality>``)."""
     metrics, items = {}, {}
-    for m in splits.modalities:
-        pred = torch.as_tensor(evaluate.linear_probe_predictions(method, splits, m))
+    for m, pred in evaluate.linear_probes_predictions(method, splits).items():
+        pred = torch.as_tensor(pred)
         items[f"probe_{m}"] = (pred == splits.test.tensors[LABEL]).float().tolist()
         metrics[f"probe_{m}"] = sum(items[f"probe_{m}"]) / len(pred)
     return metrics, items

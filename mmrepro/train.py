@@ -84,6 +84,7 @@ class Context:
     epoch: int = 0
     step: int = 0
     optimizer: torch.optim.Optimizer | None = None
+    val_metrics: dict[str, float] | None = None  # the epoch's validation metrics, for monitors
 
     @property
     def world_size(self) -> int:
@@ -289,7 +290,8 @@ def fit(method: Method, splits: Splits, cfg: TrainConfig | None = None, monitor:
         if scheduler is not None:
             scheduler.step()
         logs = method.epoch_end(epoch, ctx) or {}
-        val = evaluate.metrics(evaluate.predict(method, splits.val, batch_size=cfg.eval_batch_size), splits.task)
+        val = ctx.val_metrics = evaluate.metrics(evaluate.predict(method, splits.val, batch_size=cfg.eval_batch_size),
+                                                 splits.task)
         train = {k: fabric.all_reduce(v / steps, reduce_op="mean") for k, v in sums.items()}  # all processes' data
         row = {"epoch": epoch, **{f"train_{k}": v.item() for k, v in train.items()},
                **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],

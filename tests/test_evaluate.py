@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmrepro.data import DictDataset, Splits, make_synthetic
-from mmrepro.evaluate import (Predictions, collapse_rate, features, linear_probe, metrics, modality_subsets, predict,
-                              robustness_sweep, seed_variance, shapley, subset_accuracies)
+from mmrepro.evaluate import (Predictions, collapse_rate, features, linear_probe, linear_probes_predictions, metrics,
+                              modality_subsets, predict, robustness_sweep, seed_variance, shapley, shapley_values,
+                              subset_accuracies)
 from mmrepro.models import Output
 
 C = 4
@@ -93,6 +94,31 @@ def test_shapley_of_two_modalities_by_hand():
     assert phi["b"] == pytest.approx(0.5 * (v[("b",)] - v[()]) + 0.5 * (v[("a", "b")] - v[("a",)]))
 
 
+def test_shapley_takes_the_full_sets_accuracy_from_validation_and_saves_its_pass():
+    ds = _votes()
+    calls = []
+
+    class Counting(VoteSum):
+        def predict(self, batch):
+            calls.append(tuple(m for m in ("a", "b", "c") if m in batch))
+            return super().predict(batch)
+
+    plain = shapley(Counting(), ds, ["a", "b", "c"])
+    assert ("a", "b", "c") in calls
+    calls.clear()
+    reused = shapley(Counting(), ds, ["a", "b", "c"], full=_value(ds, ("a", "b", "c")))
+    assert ("a", "b", "c") not in calls and len(calls) == 6, "only the 6 proper subsets are predicted"
+    assert reused == pytest.approx(plain)
+
+
+def test_shapley_values_accept_tensors_and_a_nonzero_empty_coalition():
+    value = {frozenset(): torch.tensor(1.0), frozenset("a"): torch.tensor(3.0), frozenset("b"): torch.tensor(2.0),
+             frozenset("ab"): torch.tensor(6.0)}
+    phi = shapley_values(value, ["a", "b"])
+    assert float(phi["a"]) == pytest.approx(0.5 * (3 - 1) + 0.5 * (6 - 2))
+    assert float(phi["a"] + phi["b"]) == pytest.approx(6 - 1), "efficiency: the values sum to v(all) - v(empty)"
+
+
 def _vote_splits() -> Splits:
     ds = _votes(800).select(["a", "b"])
     return Splits("votes", ds, ds, ds, num_classes=C, valid_range={"a": None, "b": None})
@@ -136,6 +162,9 @@ def test_features_and_linear_probe_on_separable_features():
     assert torch.equal(feats["m0"], splits.test.tensors["m0"])
     assert linear_probe(Identity(), splits, "m0") > 0.97
     assert linear_probe(Identity(), splits, "m1") < 0.5  # pure noise: near chance (1/3)
+    both = linear_probes_predictions(Identity(), splits)
+    assert set(both) == {"m0", "m1"}
+    assert (both["m0"] == splits.test.tensors["label"].numpy()).mean() == pytest.approx(linear_probe(Identity(), splits, "m0"))
 
 
 def test_subset_accuracies_cover_every_subset_and_match_the_shapley_values():

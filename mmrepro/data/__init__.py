@@ -8,6 +8,7 @@ from typing import Callable
 from .av_datasets import load_cremad, load_kinetics_sounds
 from .av_digits import AVDigitsConfig, load_av_digits
 from .ave import load_ave
+from .complementary import load_av_digits_complementary
 from .core import LABEL, UID, Batch, DictDataset, Splits, is_meta, is_modality, iterate, split_rows, train_loader
 from .corruptions import (Blur, GaussianNoise, GradedNoise, MissingModality, Occlusion, SaltPepper, compose,
                           make_corruption)
@@ -25,6 +26,7 @@ LOADERS: dict[str, Callable[..., Splits]] = {
     "synthetic": make_synthetic,
     "mfeat": load_mfeat,
     "av_digits_extra": load_av_digits_extra,
+    "av_digits_complementary": load_av_digits_complementary,
     "trimodal_regression": make_trimodal_regression,
     "shortcut_prompts": load_shortcut,
     "digits_rgbd": make_digit_depth,
@@ -48,7 +50,7 @@ def load(name: str, **options) -> Splits:
 __all__ = [
     "AVDigitsConfig", "Batch", "Blur", "DATASETS", "DataError", "DictDataset", "GaussianNoise", "GradedNoise",
     "LABEL", "LOADERS", "MissingModality", "Occlusion", "SaltPepper", "Splits", "UID", "compose", "is_meta",
-    "is_modality", "iterate", "load", "load_av_digits", "load_av_digits_extra", "load_ave", "load_cremad",
+    "is_modality", "iterate", "load", "load_av_digits", "load_av_digits_complementary", "load_av_digits_extra", "load_ave", "load_cremad",
     "load_kinetics_sounds", "load_mfeat", "load_mosi", "load_paired_folder", "load_shortcut", "make_corruption",
     "make_digit_depth", "make_synthetic", "make_trimodal_regression", "split_rows", "train_loader",
 ]

@@ -5,10 +5,6 @@ split whose label also lies in ``classes`` (a seeded random permutation of those
 says *that* the digit is one of ``classes`` but no longer *which*; the audio is unchanged.  On those classes
 the weak modality (audio) alone separates what the strong one (image) cannot, which is the setting a claim
 about complementary cues needs.  Examples of the other classes keep their images.
-
-``mmrepro/data/__init__.py`` is frozen (editing it would re-key every committed run record), so this module
-adds its loader to ``LOADERS`` itself when imported; ``mmrepro.methods.iibalance`` imports it, so every
-process that runs or keys a run (they all import ``mmrepro.methods``) knows the name ``NAME``.
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ from typing import Sequence
 
 import torch
 
-from . import LOADERS
 from .av_digits import load_av_digits
 from .core import LABEL, DictDataset, Splits
 
@@ -56,5 +51,3 @@ def load_av_digits_complementary(classes: Sequence[int] = (0, 1, 2, 3, 4), seed:
     return replace(splits, name=NAME, train=parts[0], val=parts[1], test=parts[2],
                    info={**splits.info, "complementary_classes": list(classes), "swap_seed": seed})
 
-
-LOADERS.setdefault(NAME, load_av_digits_complementary)

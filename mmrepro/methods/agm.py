@@ -21,13 +21,13 @@ for two they equal the code's.
 from __future__ import annotations
 
 from itertools import combinations
-from math import factorial
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from ..data.core import LABEL, Batch
+from ..evaluate import shapley_values
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 from .checks import check_range, check_window, require_modalities
@@ -43,18 +43,7 @@ def shapley_shares(outputs: dict[frozenset, Tensor], modalities: tuple[str, ...]
 
     ``outputs`` maps every non-empty coalition (a frozenset of modality names) to its logits.
     """
-    n = len(modalities)
-    shares = {}
-    for m in modalities:
-        others = [o for o in modalities if o != m]
-        total = 0
-        for size in range(n):
-            weight = factorial(size) * factorial(n - size - 1) / factorial(n)
-            for coalition in map(frozenset, combinations(others, size)):
-                without = outputs[coalition] if coalition else 0
-                total = total + weight * (outputs[coalition | {m}] - without)
-        shares[m] = total
-    return shares
+    return shapley_values({frozenset(): 0, **outputs}, modalities)
 
 
 def agm_scores(shares: dict[str, Tensor], labels: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ from ..data.corruptions import GradedNoise
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
 from .checks import check_choice, check_range, require_modalities
-from .udml import ProbabilisticHead, UDMLParts, default_noise, gaussian_kl
+from .udml import ProbabilisticHead, UDMLParts, default_noise, noise_levels, probabilistic_loss
 
 Score = Literal["code", "variance"]
 
@@ -80,9 +80,7 @@ class EAU(Method):
         mods = list(feats)
         mu, logvar, z, log_u = {}, {}, {}, {}
         for m in mods:
-            mu[m], logvar[m] = self.heads[m](feats[m])
-            sigma = torch.exp(0.5 * logvar[m])
-            z[m] = mu[m] + torch.randn_like(sigma) * sigma if self.training else mu[m]
+            mu[m], logvar[m], z[m] = self.heads[m].sample(feats[m])
             log_u[m] = log_channel_uncertainty(logvar[m].detach() if self.detach else logvar[m], self.score)
             if not self.per_channel:
                 log_u[m] = log_mean_exp(log_u[m])
@@ -100,18 +98,10 @@ class EAU(Method):
         return self.forward_parts(batch).output
 
     def training_step(self, batch: Batch, ctx) -> StepOut:
-        n = batch[LABEL].shape[0]
         levels: dict[str, Tensor] = {}
         if ctx.epoch >= self.noise_epoch:
             batch, levels = self.noise(batch)
-        ones = torch.ones(n, device=batch[LABEL].device)
-        levels = {m: levels.get(m, ones).float() for m in self.modalities}
+        levels = noise_levels(levels, self.modalities, batch[LABEL].shape[0], batch[LABEL].device)
         parts = self.forward_parts(batch, learned_weights=ctx.epoch >= self.weight_epoch)
-        out = parts.output
-        fused = self.loss(out.logits, batch)
-        uni = torch.stack([self.loss(out.unimodal_logits[m], batch) for m in self.modalities]).sum()
-        kl = torch.stack([gaussian_kl(parts.mu[m], parts.logvar[m], levels[m]) for m in self.modalities]).sum()
-        loss = fused + self.gamma * uni + self.beta * kl
-        logs = {"loss": loss.detach(), "loss_fused": fused.detach(), "loss_unimodal": uni.detach(), "kl": kl.detach()}
-        logs.update({f"weight_{m}": w.detach().mean() for m, w in out.weights.items()})
-        return StepOut(loss, out, logs)
+        loss, logs = probabilistic_loss(self, parts, batch, levels, self.gamma, self.beta)
+        return StepOut(loss, parts.output, logs)

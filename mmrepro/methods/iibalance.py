@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import evaluate, validate
-from ..data import complementary  # noqa: F401  registers the complementary-cues dataset (see its doc)
 from ..data.core import LABEL, Batch, DictDataset, Splits
 from ..models.fusion import make_fusion
 from ..models.multimodal import MultimodalModel, Output

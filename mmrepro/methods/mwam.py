@@ -39,7 +39,7 @@ from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import modality_subsets
 from ..models.multimodal import MultimodalModel, Output
 from .base import Method, StepOut
-from .ogm_ge import ogm_coefficients, true_class_scores
+from .ogm_ge import modulate_gradients, ogm_coefficients, true_class_scores
 
 #: (alpha, beta, lambda, gamma): the paper's defaults, the official code's SURF class, small batches (A.10)
 PAPER_CONSTANTS = {"alpha": 1.5, "beta": 1.0, "lam": 6.0, "gamma": 0.7}
@@ -454,13 +454,11 @@ class MWAM(MissingModalityHost):
     def after_backward(self, ctx) -> None:
         if self.active not in ("grad", "hybrid"):
             return
-        ogm = self.weighting == "ogm_ge"
         for i, m in enumerate(self.modalities):
-            k = self._k[i]
-            for param in self.model.encoders[m].parameters():
-                if param.grad is None or (ogm and param.dim() < 2):  # OGM-GE edits weights only
-                    continue
-                noise_std = param.grad.std() + 1e-8 if ogm else None  # of the unmodulated gradient, as OGM-GE
-                param.grad.mul_(k.to(param.grad.dtype))
-                if ogm:
-                    param.grad.add_(torch.randn_like(param.grad) * noise_std)
+            params = self.model.encoders[m].parameters()
+            if self.weighting == "ogm_ge":  # OGM-GE's own edit: weights only, plus its noise
+                modulate_gradients(params, self._k[i])
+                continue
+            for param in params:
+                if param.grad is not None:
+                    param.grad.mul_(self._k[i].to(param.grad.dtype))

@@ -19,7 +19,7 @@ scores the code modulates its second modality; here no modality is dominant then
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Iterable, Literal
 
 import torch
 from torch import Tensor
@@ -44,6 +44,19 @@ def ogm_coefficients(scores: dict[str, Tensor], alpha: float, form: Form = "code
     ratio = s / others.clamp_min(1e-8)
     k = 1 - torch.tanh(alpha * (ratio if form == "code" else ratio - 1))
     return dict(zip(scores, torch.where(ratio > 1, k, torch.ones_like(k))))
+
+
+@torch.no_grad()
+def modulate_gradients(params: Iterable[torch.nn.Parameter], coeff: Tensor, gaussian: bool = True) -> None:
+    """OGM-GE's gradient edit: each weight's (dim >= 2) gradient times ``coeff``, plus, with ``gaussian``,
+    noise whose std is that of the unmodulated gradient (the code's GE); biases and norms are left alone."""
+    for p in params:
+        if p.grad is None or p.dim() < 2:  # weights only, as the code's 4-D filter
+            continue
+        noise_std = p.grad.std() + 1e-8
+        p.grad.mul_(coeff.to(p.grad.dtype))
+        if gaussian:
+            p.grad.add_(torch.randn_like(p.grad) * noise_std)
 
 
 class OGMGE(Joint):
@@ -77,10 +90,4 @@ class OGMGE(Joint):
         if not self.modulation_starts <= ctx.epoch <= self.modulation_ends:
             return
         for m, coeff in self._coeffs.items():
-            for p in self.model.encoders[m].parameters():
-                if p.grad is None or p.dim() < 2:  # weights only, as the code's 4-D filter
-                    continue
-                noise_std = p.grad.std() + 1e-8  # of the unmodulated gradient, as in the code
-                p.grad.mul_(coeff)
-                if self.gaussian:
-                    p.grad.add_(torch.randn_like(p.grad) * noise_std)
+            modulate_gradients(self.model.encoders[m].parameters(), coeff, self.gaussian)

@@ -19,7 +19,7 @@ Wei et al., "Unbiased Dynamic Multimodal Fusion", CVPR 2026 Findings
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,12 @@ class ProbabilisticHead(nn.Module):
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return self.mu(h), self.logvar(h).clamp(*_LOGVAR_RANGE)
+
+    def sample(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(mu, logvar, z)``: ``z = mu + eps * sigma`` in training (reparameterised), ``mu`` in evaluation."""
+        mu, logvar = self(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return mu, logvar, z
 
 
 class NoisePredictor(nn.Module):
@@ -92,6 +98,25 @@ def modality_dependency(fusion: nn.Module, h: dict[str, Tensor], form: Dependenc
         else:
             d.append(fusion({m: h[m]})[0].abs().sum(-1).mean())
     return torch.stack(d)
+
+
+def noise_levels(levels: dict[str, Tensor], modalities: Sequence[str], n: int, device: torch.device) -> dict[str, Tensor]:
+    """Each modality's per-sample noise level, 1 (the clean prior) where the noise left a modality alone."""
+    return {m: levels[m].float() if m in levels else torch.ones(n, device=device) for m in modalities}
+
+
+def probabilistic_loss(method: Method, parts: "UDMLParts", batch: Batch, levels: dict[str, Tensor], gamma: float,
+                       beta: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """UDML's and EAU's shared objective: fused CE + ``gamma`` x the unimodal CEs + ``beta`` x the KL of each
+    embedding to N(0, noise level); the loss and its logged parts."""
+    out = parts.output
+    fused = method.loss(out.logits, batch)
+    uni = torch.stack([method.loss(out.unimodal_logits[m], batch) for m in method.modalities]).sum()
+    kl = torch.stack([gaussian_kl(parts.mu[m], parts.logvar[m], levels[m]) for m in method.modalities]).sum()
+    loss = fused + gamma * uni + beta * kl
+    logs = {"loss": loss.detach(), "loss_fused": fused.detach(), "loss_unimodal": uni.detach(), "kl": kl.detach()}
+    logs.update({f"weight_{m}": w.detach().mean() for m, w in out.weights.items()})
+    return loss, logs
 
 
 @dataclass
@@ -185,9 +210,8 @@ class UDML(Method):
         mods = list(feats)
         mu, logvar, z, intensity, variance = {}, {}, {}, {}, {}
         for m in mods:
-            mu[m], logvar[m] = self.heads[m](feats[m])
+            mu[m], logvar[m], z[m] = self.heads[m].sample(feats[m])
             sigma = torch.exp(0.5 * logvar[m])
-            z[m] = mu[m] + torch.randn_like(sigma) * sigma if self.training else mu[m]
             source = sigma if self.estimator_input == "variance" else mu[m]
             intensity[m] = self.predictors[m](source.detach() if self.detach_estimator else source)
             variance[m] = sigma.detach().pow(2).mean(-1)
@@ -218,19 +242,12 @@ class UDML(Method):
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch: Batch, ctx) -> StepOut:
         stage = self.stage(ctx.epoch)
-        n = batch[LABEL].shape[0]
-        if stage == 1:
-            levels = {m: torch.ones(n, device=batch[LABEL].device) for m in self.modalities}
-        else:
+        levels: dict[str, Tensor] = {}
+        if stage > 1:
             batch, levels = self.noise(batch)
-            levels = {m: levels.get(m, torch.ones(n, device=batch[LABEL].device)).float() for m in self.modalities}
+        levels = noise_levels(levels, self.modalities, batch[LABEL].shape[0], batch[LABEL].device)
         parts = self.forward_parts(batch, learned_weights=stage == 3)
-        out = parts.output
-        fused = self.loss(out.logits, batch)
-        uni = torch.stack([self.loss(out.unimodal_logits[m], batch) for m in self.modalities]).sum()
-        kl = torch.stack([gaussian_kl(parts.mu[m], parts.logvar[m], levels[m]) for m in self.modalities]).sum()
-        loss = fused + self.gamma * uni + self.beta * kl
-        logs = {"loss": loss.detach(), "loss_fused": fused.detach(), "loss_unimodal": uni.detach(), "kl": kl.detach()}
+        loss, logs = probabilistic_loss(self, parts, batch, levels, self.gamma, self.beta)
         if self.uncertainty == "predicted":
             est = torch.stack([F.mse_loss(parts.intensity[m], levels[m]) for m in self.modalities]).sum()
             loss = loss + self.noise_weight * est
@@ -238,8 +255,7 @@ class UDML(Method):
         if self.dependency_form is not None:
             self._update_dependency(parts.fused_input, ctx)
         logs.update({f"dependency_{m}": self.dependency[i].detach().clone() for i, m in enumerate(self.modalities)})
-        logs.update({f"weight_{m}": w.detach().mean() for m, w in out.weights.items()})
-        return StepOut(loss, out, logs)
+        return StepOut(loss, parts.output, logs)
 
     @torch.no_grad()
     def _update_dependency(self, h: dict[str, Tensor], ctx) -> None:
