@@ -8,6 +8,11 @@ NB_DIR := _build/notebooks
 # nbval keeps each notebook it executed here (tools/nbval_keep.py); the smoke site is rendered from them
 KEPT_DIR := _build/executed
 SMOKE_DIR := _build/smoke
+# `make book` executes each chapter once (papermill, book profile) into BOOK_NB, then renders BOOK_DIR from them
+BOOK_NB := _build/book-executed
+BOOK_DIR := _build/book
+ALL_CHAPTERS := $(basename $(notdir $(shell grep -l '^kernelspec:' book/*.md 2>/dev/null)))
+CHAPTERS ?= $(ALL_CHAPTERS)
 SHELL  := bash
 export MMREPRO_PROGRESS ?= 0
 # Notebooks must draw with the inline backend (ipykernel only picks it when MPLBACKEND is unset),
@@ -16,7 +21,7 @@ NB_ENV := env -u MPLBACKEND
 # pytest exits 5 when it collects no tests: that is reported, not a failure of the build.
 ALLOW_EMPTY := rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), not an error"; else exit $$rc; fi
 
-.PHONY: book test venv unit nbval verify site smoke-site lock clean
+.PHONY: book records test venv unit nbval verify smoke-site lock clean
 
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +32,32 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 
 venv: $(BIN)/.installed
 
-## build the book: every chapter executed at the book profile, site in _build/html
+## build the book: `make records` executes every chapter once at the book profile, then the site is rendered from
+## those notebooks with execution off (no second execution) into _build/html and checked page by page
 book: venv
-	$(MAKE) site PROFILE=book
+	rm -rf $(BOOK_NB)
+	$(MAKE) records
+	$(BIN)/python tools/stage_site.py --notebooks $(BOOK_NB) --out $(BOOK_DIR)
+	$(NB_ENV) $(BIN)/jupyter-book build $(BOOK_DIR) --warningiserror --keep-going
+	rm -rf _build/html && mv $(BOOK_DIR)/_build/html _build/html
+	$(BIN)/python tools/check_site.py _build/html --toc _toc.yml
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+## execute chapters (CHAPTERS="benchmark udml", default all) at the book profile with papermill, into $(BOOK_NB):
+## runs with a current record load, missing ones train here with no cell timeout, each record written as its run
+## ends (an interrupted recompute loses only the runs in flight; run it again to go on)
+records: venv
+	for c in $(CHAPTERS); do \
+		[ -f book/$$c.md ] || { echo "records: no chapter book/$$c.md; chapters: $(ALL_CHAPTERS)"; exit 2; }; \
+	done
+	mkdir -p $(BOOK_NB)
+	for c in $(CHAPTERS); do \
+		echo "records: $$c"; \
+		$(BIN)/jupytext --quiet --to ipynb --output $(BOOK_NB)/$$c.in.ipynb book/$$c.md || exit 1; \
+		MMREPRO_PROFILE=book $(NB_ENV) $(BIN)/papermill --cwd book -k python3 --log-level WARNING --no-progress-bar \
+			$(BOOK_NB)/$$c.in.ipynb $(BOOK_NB)/$$c.ipynb -p profile book || exit 1; \
+		rm -f $(BOOK_NB)/$$c.in.ipynb; \
+	done
 
 ## run the tests: unit tests, nbval on every chapter (smoke), a smoke site rendered from the notebooks nbval
 ## executed (each chapter runs once) and checked page by page
@@ -57,12 +84,6 @@ verify: venv
 	folders=$$(for d in results/*/; do ls $$d*.json >/dev/null 2>&1 && echo $$d; done); \
 	if [ -z "$$folders" ]; then echo "verify: no run records committed yet"; exit 0; fi; \
 	$(BIN)/python -m mmrepro.records verify $$folders
-
-PROFILE ?= smoke
-site: venv
-	rm -rf _build/html _build/.doctrees _build/jupyter_execute
-	MMREPRO_PROFILE=$(PROFILE) $(NB_ENV) $(BIN)/jupyter-book build . --warningiserror --keep-going
-	$(BIN)/python tools/check_site.py _build/html --toc _toc.yml
 
 ## the smoke site from the notebooks `make nbval` executed (no second execution), checked page by page
 smoke-site: venv

@@ -56,7 +56,7 @@ def stage(notebooks: Path, out: Path, root: Path = ROOT) -> list[str]:
     missing = sorted(c for c in chapters if not (notebooks / f"{c}.ipynb").is_file())
     if missing:
         raise FileNotFoundError(f"no executed notebook in {notebooks} for {', '.join(missing)}; "
-                                "run nbval with --nbval-keep first (make nbval)")
+                                "execute the chapters first (make nbval, or make records at the book profile)")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -87,7 +87,7 @@ def _stage_notebook(source: Path, target: Path, chapters: set[str]) -> None:
         if cell.cell_type == "markdown":
             cell.source = point_links_at_notebooks(cell.source, chapters)
     if not any(c.cell_type == "code" and c.get("outputs") for c in notebook.cells):
-        raise ValueError(f"{source} has no cell outputs: it was not executed (run nbval with --nbval-keep)")
+        raise ValueError(f"{source} has no cell outputs: it was not executed (make nbval or make records)")
     nbformat.write(notebook, target)
 
 
