@@ -1,5 +1,7 @@
 """What channels_last, torch.compile and foreach/fused SGD do to a training step, applied from outside the package.
 
+The package's CNN encoders run channels_last; the "NCHW" variant runs them in the default layout, as before.
+
 Each variant trains the benchmark chapter's joint model (CNN encoders, SGD, batch 64) in the ``resident`` loop of
 ``throughput.py`` (data on the device, no sync in the step); the variants run in interleaved rounds and each one's
 speed-up is the median over rounds of the plain loop's round time over its own (paired; wall and CPU time).  For
@@ -30,10 +32,10 @@ from throughput import ResidentLoop, _config, _sync, splits_for, time_loops  # n
 from mmrepro import methods  # noqa: E402
 from mmrepro.train import seed_everything  # noqa: E402
 
-#: variant -> ResidentLoop options; "plain" is the package's step (make_optimizer's SGD, default memory format)
+#: variant -> ResidentLoop options; "plain" is the package's step (make_optimizer's SGD, channels_last encoders)
 VARIANTS = {
     "plain": {},
-    "channels_last": {"channels_last": True},
+    "NCHW (before channels_last)": {"nchw": True},
     "SGD foreach": {"optimizer_options": {"foreach": True}},
     "SGD fused": {"optimizer_options": {"fused": True}},
     "torch.compile (encoders)": {"compile_encoders": True},
