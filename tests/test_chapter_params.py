@@ -120,3 +120,12 @@ def test_a_bad_papermill_parameter_fails_in_the_first_cell(tmp_path):
     proc = _papermill(tmp_path, "-p", "profile", "smoke", "-p", "seeds", "[0,0]")
     assert proc.returncode != 0
     assert "ParameterError" in proc.stderr and "seeds must be distinct" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_records_names_an_unknown_chapter_and_the_valid_ones_before_executing_any():
+    proc = subprocess.run(["make", "-s", "-o", ".venv/bin/.installed", "records", "CHAPTERS=protocol nope"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "no chapter book/nope.md" in proc.stdout and "benchmark" in proc.stdout and "udml" in proc.stdout
+    assert "records: protocol" not in proc.stdout, "no chapter runs before every name is checked"
