@@ -19,7 +19,12 @@ high-frequency texture (low FRM), and a "depth" modality, a smooth height map
 of the digit (Gaussian blur plus a random planar ramp, quantised to 8 bits;
 high FRM).  By default depth is the clean, informative modality; the mismatch
 fractions make either view uninformative for some samples whatever its spectrum,
-so spectrum and informativeness can be crossed.
+so spectrum and informativeness can be crossed.  ``ir=True`` adds a third view,
+"ir" (1 x side x side), an IR-like rendering with a spectrum between the other
+two: the digit as a moderately blurred warm blob on a cool background, with the
+row-wise fixed-pattern stripes and temporal noise of an uncooled sensor.  It is
+drawn after the other two, so the rgb and depth views are the same with or
+without it.
 """
 
 from __future__ import annotations
@@ -150,6 +155,19 @@ def _depth_maps(digits: torch.Tensor, blur: float, ramp: float, gen: torch.Gener
 SCALES = ("official", "unit")
 
 
+def _ir_maps(digits: torch.Tensor, blur: float, noise: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1, side, side) IR-like views: a blurred warm digit (0.8) on a cool background (0.3, random offset),
+    per-row fixed-pattern offsets (std ``noise / 2``) and pixel noise (std ``noise``), clipped and 8-bit quantised."""
+    n, _, side, _ = digits.shape
+    kernel = 2 * math.ceil(3 * blur) + 1
+    heat = gaussian_blur(digits, [kernel, kernel], [blur, blur])
+    heat = heat / heat.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+    background = 0.3 + 0.1 * (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1)
+    stripes = 0.5 * noise * torch.randn(n, 1, side, 1, generator=gen)
+    ir = background + (0.8 - background) * heat + stripes + noise * torch.randn(n, 1, side, side, generator=gen)
+    return torch.round(ir.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
 def _mismatched(n: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
     """Row indices: each row itself, or (with probability ``fraction``) a random row, so its label is lost."""
     source = torch.arange(n)
@@ -160,18 +178,26 @@ def _mismatched(n: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
 
 def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int = 32, rgb_noise: float = 0.4,
                      rgb_mismatch: float = 0.0, depth_mismatch: float = 0.0, depth_blur: float = 2.0,
-                     depth_ramp: float = 0.5, scale: str = "official", seed: int = 0) -> Splits:
+                     depth_ramp: float = 0.5, scale: str = "official", ir: bool = False, ir_mismatch: float = 0.0,
+                     ir_blur: float = 1.0, ir_noise: float = 0.01, seed: int = 0) -> Splits:
     """Digits-RGBD: "rgb" (3 x side x side, high-frequency) and "depth" (1 x side x side, low-frequency) views.
+
+    ``ir=True`` adds "ir" (1 x side x side, between the two): blur ``ir_blur``, noise ``ir_noise``, a fraction
+    ``ir_mismatch`` of its samples showing another image.
 
     Informativeness is set apart from the spectrum: ``rgb_mismatch`` / ``depth_mismatch`` is the fraction of
     samples whose view shows a random other image, ``rgb_noise`` the Gaussian pixel noise over the texture.
     ``scale="official"`` maps 8-bit values by ``(x - 127.5) / 128`` (about [-1, 1]); ``"unit"`` keeps [0, 1].
     """
-    for name, value in (("rgb_mismatch", rgb_mismatch), ("depth_mismatch", depth_mismatch)):
+    for name, value in (("rgb_mismatch", rgb_mismatch), ("depth_mismatch", depth_mismatch),
+                        ("ir_mismatch", ir_mismatch)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
-    if rgb_noise < 0:
-        raise ValueError(f"rgb_noise must be >= 0, got {rgb_noise}")
+    for name, value in (("rgb_noise", rgb_noise), ("ir_noise", ir_noise)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if ir_blur <= 0:
+        raise ValueError(f"ir_blur must be > 0, got {ir_blur}")
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     if side < 28 or side % 8:
@@ -190,13 +216,19 @@ def make_digit_depth(sizes: tuple[int, int, int] = (3000, 1000, 2000), side: int
     stroke = strokes * _hue_colours(n, gen).view(n, 3, 1, 1)
     background = 0.5 * _texture(n, side, gen) + rgb_noise * torch.randn(n, 3, side, side, generator=gen)
     rgb = torch.round((stroke + (1 - strokes) * background).clamp(0.0, 1.0) * 255.0) / 255.0  # 8-bit, as depth
+    views = {"rgb": rgb, "depth": depth}
+    if ir:  # drawn last: the other views do not depend on it
+        views["ir"] = _ir_maps(digits[_mismatched(n, ir_mismatch, gen)], ir_blur, ir_noise, gen)
     bound = (0.0, 1.0)
     if scale == "official":
-        rgb, depth = (rgb * 255.0 - 127.5) / 128.0, (depth * 255.0 - 127.5) / 128.0
+        views = {m: (v * 255.0 - 127.5) / 128.0 for m, v in views.items()}
         bound = (-127.5 / 128.0, 127.5 / 128.0)
 
-    parts = split_rows({"rgb": rgb, "depth": depth, LABEL: labels[idx], "_index": idx}, ("rgb", "depth"), sizes)
+    mods = tuple(views)
+    parts = split_rows({**views, LABEL: labels[idx], "_index": idx}, mods, sizes)
     info = {"sizes": sizes, "side": side, "rgb_noise": rgb_noise, "rgb_mismatch": rgb_mismatch,
             "depth_mismatch": depth_mismatch, "depth_blur": depth_blur, "depth_ramp": depth_ramp, "scale": scale,
             "seed": seed}
-    return Splits("digits_rgbd", *parts, num_classes=10, valid_range={"rgb": bound, "depth": bound}, info=info)
+    if ir:
+        info.update(ir_mismatch=ir_mismatch, ir_blur=ir_blur, ir_noise=ir_noise)
+    return Splits("digits_rgbd", *parts, num_classes=10, valid_range={m: bound for m in mods}, info=info)

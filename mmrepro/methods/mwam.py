@@ -20,7 +20,11 @@ The host has per-modality encoders and auxiliary heads, fused late (the heads'
 mean) or in a shared trunk on the concatenated features (the paper's hosts),
 trained on full data or with random per-sample modality dropout.  ``input_filter``
 trains and scores the host on low- or high-pass filtered inputs (the paper's
-motivating filter experiment, Sec. 3.1).  ``MWAM(weights="ogm_ge")`` puts OGM-GE's
+motivating filter experiment, Sec. 3.1).  ``augment="photometric"`` draws, per
+training batch and modality, a brightness shift, a contrast factor and (half the
+time) a Gaussian blur, so the inputs' spectra, and with them FRM and K, vary from
+batch to batch (``augment_batch``; prediction sees the inputs unchanged).
+``MWAM(weights="ogm_ge")`` puts OGM-GE's
 coefficients in place of K on the same host, for the comparison of Tables 13-14.
 MWAM is training-only: ``predict`` is the host's.
 """
@@ -33,11 +37,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.transforms.functional import gaussian_blur
 
 from .. import validate
 from ..data.core import LABEL, Batch, DictDataset, iterate
 from ..evaluate import modality_subsets
 from ..models.multimodal import MultimodalModel, Output
+from ..models.vit import build_vit_model
 from .base import Method, StepOut
 from .ogm_ge import modulate_gradients, ogm_coefficients, true_class_scores
 
@@ -51,6 +57,9 @@ REDUCTIONS = ("auto", "sum", "mean")
 INTERVENTIONS = ("auto", "grad", "loss", "hybrid", "lr")
 WEIGHTINGS = ("dynamic", "static", "inverted", "random", "ogm_ge")
 FILTERS = ("low", "high")
+AUGMENTATIONS = ("photometric",)
+#: per batch and modality: brightness shift range, contrast factor range, blur probability, blur sigma range
+PHOTOMETRIC = {"brightness": 0.2, "contrast": (0.7, 1.3), "blur_p": 0.5, "sigma": (0.5, 1.5)}
 EMA_IN = ("denominator", "both")
 
 
@@ -156,6 +165,28 @@ def frequency_filter(x: Tensor, kind: str, window: int) -> Tensor:
     return torch.fft.ifft2(kept).real.to(x.dtype)
 
 
+def augment_batch(x: Tensor, bound: float = 127.5 / 128.0, brightness: float = PHOTOMETRIC["brightness"],
+                  contrast: tuple[float, float] = PHOTOMETRIC["contrast"], blur_p: float = PHOTOMETRIC["blur_p"],
+                  sigma: tuple[float, float] = PHOTOMETRIC["sigma"]) -> Tensor:
+    """One photometric augmentation drawn for the whole (B, C, H, W) batch (torch's global generator).
+
+    Contrast ``c`` about the batch mean, then a brightness shift ``b`` (in input units), then with probability
+    ``blur_p`` a 5x5 Gaussian blur of std in ``sigma``, clipped to [-bound, bound].  One draw per batch (not per
+    sample), so that the batch's FRM moves: per-sample draws would average out in a batch-level FRM.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"augmentation needs a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    u = torch.rand(4).tolist()
+    c = contrast[0] + (contrast[1] - contrast[0]) * u[0]
+    b = brightness * (2 * u[1] - 1)
+    mean = x.mean()
+    out = (x - mean) * c + mean + b
+    if u[2] < blur_p:
+        s = sigma[0] + (sigma[1] - sigma[0]) * u[3]
+        out = gaussian_blur(out, [5, 5], [s, s])
+    return out.clamp(-bound, bound)
+
+
 # ----------------------------------------------------------------------------- bank and weights
 
 class FRMBank:
@@ -205,15 +236,20 @@ class MissingModalityHost(Method):
     are auxiliary only.  ``modality_dropout=True`` draws, per sample, one non-empty
     subset uniformly (MMANet's "average" mode); absent modalities leave the fusion
     and their auxiliary loss for that sample.  ``input_filter=(kind, window)`` passes
-    every modality's input through ``frequency_filter`` in training and prediction.
+    every modality's input through ``frequency_filter`` in training and prediction;
+    ``augment="photometric"`` augments each modality's training batch (``augment_batch``).
     """
 
     fusions = ("late",)  # the per-modality heads (auxiliary heads, and the late-fusion prediction)
     tasks = ("classification",)
 
     def __init__(self, model: MultimodalModel, modality_dropout: bool = False, aux_weight: float = 1.0,
-                 trunk: int | None = None, input_filter: Sequence | None = None, task: str = "classification"):
+                 trunk: int | None = None, input_filter: Sequence | None = None, augment: str | None = None,
+                 task: str = "classification"):
         super().__init__(model, task)
+        if augment is not None and augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; valid: None, {', '.join(AUGMENTATIONS)}")
+        self.augment = augment
         validate.number("aux_weight", aux_weight, 0)
         if input_filter is not None:
             if len(input_filter) != 2 or input_filter[0] not in FILTERS:
@@ -227,6 +263,13 @@ class MissingModalityHost(Method):
             masks[i, list(s)] = 1.0
         self.register_buffer("subset_masks", masks, persistent=False)
         self.trunk = None if trunk is None else self._trunk(validate.number("trunk width", trunk, 1, integer=True))
+
+    @classmethod
+    def make_model(cls, splits, encoder: str = "auto", fusion: str | None = None, **encoder_kwargs: Any) -> nn.Module:
+        """The host's model; ``encoder="vit"`` gives a ``TinyViT`` per modality (``encoder_kwargs`` its sizes)."""
+        if encoder == "vit":
+            return build_vit_model(splits, fusion or cls.fusions[0], **encoder_kwargs)
+        return super().make_model(splits, encoder, fusion, **encoder_kwargs)
 
     def _trunk(self, width: int) -> nn.Sequential:
         dims = sum(int(self.model.encoders[m].out_dim) for m in self.modalities)
@@ -258,8 +301,15 @@ class MissingModalityHost(Method):
         kind, window = self.input_filter
         return {k: frequency_filter(v, kind, window) if k in self.modalities else v for k, v in batch.items()}
 
+    def training_inputs(self, batch: Batch) -> Batch:
+        """The training batch the model sees: filtered (``input_filter``), then augmented (``augment``)."""
+        batch = self.inputs(batch)
+        if self.augment is None:
+            return batch
+        return {k: augment_batch(v) if k in self.modalities else v for k, v in batch.items()}
+
     def training_step(self, batch: Batch, ctx) -> StepOut:
-        return self._step(self.inputs(batch))
+        return self._step(self.training_inputs(batch))
 
     def _step(self, batch: Batch) -> StepOut:
         """The host's loss on an already filtered batch."""
@@ -318,7 +368,9 @@ class MWAM(MissingModalityHost):
       ``variant``, ``p``, ``q``, ``sigma``: the FRM (see ``frm``); ``reduce``: "auto" takes
       the mean per element when modalities differ in shape, else the code's sum;
       ``omega``: the bank's EMA factor; ``ema_in``: where the bank enters T;
-      ``alpha, beta, lam, gamma``: the weight schedule (paper defaults).
+      ``alpha, beta, lam, gamma``: the weight schedule (paper defaults);
+      ``augment``: the host's training augmentation; FRM and K are computed on the augmented batch, the
+      static control's K on the unaugmented training set.
     """
 
     def __init__(self, model: MultimodalModel, intervention: str = "auto", weights: str = "dynamic",
@@ -327,8 +379,8 @@ class MWAM(MissingModalityHost):
                  beta: float = PAPER_CONSTANTS["beta"], lam: float = PAPER_CONSTANTS["lam"],
                  gamma: float = PAPER_CONSTANTS["gamma"], modality_dropout: bool = False, aux_weight: float = 1.0,
                  trunk: int | None = None, input_filter: Sequence | None = None, ogm_alpha: float = 0.1,
-                 task: str = "classification"):
-        super().__init__(model, modality_dropout, aux_weight, trunk, input_filter, task)
+                 augment: str | None = None, task: str = "classification"):
+        super().__init__(model, modality_dropout, aux_weight, trunk, input_filter, augment, task)
         for name, value, valid in (("intervention", intervention, INTERVENTIONS), ("weights", weights, WEIGHTINGS),
                                    ("variant", variant, FRM_VARIANTS), ("reduce", reduce, REDUCTIONS), ("ema_in", ema_in, EMA_IN)):
             if value not in valid:
@@ -426,13 +478,14 @@ class MWAM(MissingModalityHost):
     def training_step(self, batch: Batch, ctx) -> StepOut:
         if self.active is None:
             raise RuntimeError("MWAM.training_step needs fit_begin(ctx) first (train it with mmrepro.train.fit)")
-        batch = self.inputs(batch)
+        batch = self.training_inputs(batch)
         frms, self._k = self._step_weights(batch, ctx)
         step = self._step(batch)
         if self.weighting == "ogm_ge":
             self._k = self._ogm_weights(step.output.unimodal_logits, batch[LABEL], ctx)
         step.logs.update({f"frm_{m}": frms[i].float() for i, m in enumerate(self.modalities)})
         step.logs.update({f"K_{m}": self._k[i].float() for i, m in enumerate(self.modalities)})
+        step.logs.update({f"K2_{m}": self._k[i].float() ** 2 for i, m in enumerate(self.modalities)})  # epoch std
         return step
 
     @torch.no_grad()

@@ -121,3 +121,29 @@ def test_subset_scores_average_and_pcr_golden_values():
     np.testing.assert_allclose(out["host"].scores["pcr"].mean(axis=1), [0.5, 0.0])
     assert "pcr" not in out["alone"].scores and np.array_equal(out["alone"].scores["average"], rgb)
     assert out["other"] is evidence["other"]
+
+
+def test_three_view_design_full_metric_and_table9_helpers():
+    spec = mwam.design(mwam.THREE, 0.5, [10, 5, 5])
+    assert spec["ir"] is True and spec["ir_mismatch"] == 0.25
+    assert spec["rgb_mismatch"] == 0.5 and spec["depth_mismatch"] == 0.0  # the main design's two views
+    assert mwam.arm(mwam.THREE, "late host") == "three views: late host"
+    a = Arm([0], {"acc_rgb": np.ones((1, 2)), mwam.THREE_FULL: np.ones((1, 2)), "acc_rgb+depth": np.ones((1, 2))}, [True])
+    assert mwam.full_metric(a) == "acc_rgb+depth+ir"
+    with pytest.raises(ValueError, match="per-subset"):
+        mwam.full_metric(Arm([0], {"average": np.ones((1, 2))}, [True]))
+    assert mwam.table9_label((1.5, 1.0, 0.4, 6.0)) == "α/β/γ/λ 1.5/1/0.4/6"
+    assert mwam.table9_kwargs((1.2, 1.0, 0.7, 6.0)) == {"alpha": 1.2, "beta": 1.0, "gamma": 0.7, "lam": 6.0}
+
+
+def test_k_trajectories_spread_within_epoch_from_k_squared():
+    records = [{"arm": "x", "seed": 0, "history": [
+        {"epoch": 0, "train_K_rgb": 1.0, "train_K2_rgb": 1.09, "train_K_ir": 0.5},  # steps 0.7 and 1.3: std 0.3
+        {"epoch": 1, "train_K_rgb": 1.2, "train_K2_rgb": 1.44, "train_K_ir": 0.5}]}]
+    k_long = mwam.k_trajectories(records)
+    assert set(k_long.modality) == {"rgb", "ir"}
+    rgb = k_long[k_long.modality == "rgb"]["K std within epoch"].to_numpy()
+    assert rgb == pytest.approx([0.3, 0.0], abs=1e-9)
+    assert k_long[k_long.modality == "ir"]["K std within epoch"].isna().all()
+    summary = mwam.k_summary(k_long, 0.5, 1.5)
+    assert summary.loc[("x", "rgb"), "mean std within an epoch"] == pytest.approx(0.15)

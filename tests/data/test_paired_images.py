@@ -82,3 +82,29 @@ def test_mismatch_draws_other_rows_at_the_given_rate():
     with pytest.raises(ValueError, match="rgb_mismatch"):
         from mmrepro.data.paired_images import make_digit_depth
         make_digit_depth(sizes=(4, 4, 4), rgb_mismatch=1.5)
+
+
+def test_digit_depth_ir_view_is_a_third_spectrum_and_leaves_the_others_unchanged():
+    from conftest import RAW_DATA_ROOT
+
+    if RAW_DATA_ROOT is None:
+        pytest.skip("MNIST raw files not found: set MMREPRO_DATA_DIR (tests never download)")
+    from mmrepro.data.paired_images import make_digit_depth
+    from mmrepro.methods.mwam import frm
+
+    two = make_digit_depth(sizes=(64, 8, 8), rgb_noise=0.1)
+    three = make_digit_depth(sizes=(64, 8, 8), rgb_noise=0.1, ir=True)
+    assert three.modalities == ("rgb", "depth", "ir") and three.input_shapes()["ir"] == (1, 32, 32)
+    for m in ("rgb", "depth"):  # drawn last: the two views of the two-view data are untouched
+        assert torch.equal(two.train.tensors[m], three.train.tensors[m])
+    ir = three.train.tensors["ir"]
+    assert ir.min() >= -127.5 / 128 and ir.max() <= 127.5 / 128 and three.valid_range["ir"] == three.valid_range["rgb"]
+    f = {m: frm(three.train.tensors[m], reduce="mean") for m in three.modalities}
+    assert f["rgb"] < f["ir"] < f["depth"]  # the order of the paper's Table 1 (RGB < IR < Depth)
+    assert three.info["ir_mismatch"] == 0.0 and "ir_mismatch" not in two.info
+    shuffled = make_digit_depth(sizes=(64, 8, 8), rgb_noise=0.1, ir=True, ir_mismatch=1.0)
+    assert not torch.equal(shuffled.train.tensors["ir"], ir)
+    for bad, match in (({"ir_mismatch": -0.1}, "ir_mismatch"), ({"ir_noise": -1.0}, "ir_noise"),
+                       ({"ir_blur": 0.0}, "ir_blur")):
+        with pytest.raises(ValueError, match=match):
+            make_digit_depth(sizes=(4, 4, 4), ir=True, **bad)

@@ -291,3 +291,58 @@ def test_ogm_ge_weighting_uses_the_heads_scores_on_weight_gradients_only():
             torch.testing.assert_close(grads[name].grad, p.grad)
     with pytest.raises(ValueError, match="ogm_ge"):
         _mwam(splits, weights="ogm_ge", intervention="loss")
+
+
+def test_photometric_augmentation_is_one_draw_per_batch_within_bounds():
+    from mmrepro.methods.mwam import augment_batch
+
+    x = torch.rand(8, 3, 16, 16) * 1.8 - 0.9
+    torch.manual_seed(0)
+    outs = [augment_batch(x) for _ in range(6)]
+    bound = 127.5 / 128
+    assert all(o.shape == x.shape and o.min() >= -bound and o.max() <= bound for o in outs)
+    assert len({round(float(o.mean()), 6) for o in outs}) == 6  # a new draw every batch
+    # without blur the map is affine and shared by every sample: one contrast and one shift for the batch
+    out = augment_batch(x, blur_p=0.0, bound=10.0)
+    slope = (out[1] - out[0]) / (x[1] - x[0])
+    assert torch.allclose(slope, slope.flatten()[0].expand_as(slope), atol=1e-3)
+    assert torch.allclose(augment_batch(x, brightness=0.0, contrast=(1.0, 1.0), blur_p=0.0), x, atol=1e-6)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        augment_batch(torch.rand(4, 16))
+
+
+def test_augmented_mwam_moves_k_and_predicts_on_clean_inputs():
+    splits = _splits()
+    with pytest.raises(ValueError, match="augmentation"):
+        MWAM(build_model(splits, "cnn", "late", widths=(4, 8)), augment="cutout")
+    plain = _mwam(splits)
+    torch.manual_seed(0)
+    method = _mwam(splits, augment="photometric")
+    frms = []
+    for _ in range(8):
+        out = _step(method, splits)
+        frms.append(torch.stack([out.logs["frm_a"], out.logs["frm_b"]]))
+        assert torch.allclose(out.logs["K2_a"], out.logs["K_a"] ** 2)
+    frms = torch.stack(frms)
+    assert torch.all(frms.std(0) / frms.mean(0) > 0.01)  # the same batch, a new spectrum (and FRM) every step
+    plain_ks = []
+    for _ in range(3):
+        _step(plain, splits)
+        plain_ks.append(plain._k.clone())
+    assert torch.stack(plain_ks).std(0).max() < 1e-9  # the same batch unaugmented: the same K
+    method.eval()
+    batch = splits.test.batch(range(5))
+    assert torch.equal(method.predict(batch).logits, method.model(batch).logits)  # no augmentation at test
+
+
+def test_three_modality_mwam_and_vit_host_build():
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (48,), generator=g)
+    views = {m: torch.rand(48, 1, 16, 16, generator=g) + y.view(-1, 1, 1, 1) * s for m, s in (("a", 0.3), ("b", 0.1), ("c", 0.2))}
+    data = DictDataset({**views, LABEL: y}, ("a", "b", "c"))
+    splits = Splits("toy3", data, data, data, num_classes=3)
+    method = MWAM(build_model(splits, "cnn", "late", widths=(4, 8)))
+    result = fit(method, splits, TrainConfig(epochs=1, batch_size=16, lr=0.01, optimizer="sgd", progress=False))
+    assert {f"train_K_{m}" for m in "abc"} <= set(result.history.columns)
+    vit = MissingModalityHost.for_splits(splits, "vit", None, {"patch": 4, "dim": 16, "depth": 1, "heads": 2})
+    assert isinstance(vit.model.encoders["a"], TinyViT) and vit.predict(splits.test.batch(range(3))).logits.shape == (3, 3)
