@@ -11,7 +11,7 @@ def record(arm, seed, correct, converged=True, val=0.5, epoch_time=1.0, **metric
     items = {"accuracy": list(map(float, correct)), **{k: list(map(float, v)) for k, v in metrics.items()}}
     return {"arm": arm, "seed": seed, "key": f"{arm}-{seed}", "converged": converged, "epochs": 10, "best_epoch": 3,
             "selected_epoch": 3,
-            "spec": {"train": {"patience": None, **lb.RECIPES["Adam 1e-3"]}},
+            "spec": {"train": {"patience": None, "epochs": 10, **lb.RECIPES["Adam 1e-3"]}},
             "history": [{"epoch": 3, "val_accuracy": val, "epoch_time": epoch_time}], "cpu_time": 2.0, "wall_time": 3.0,
             "items": items, "metrics": {k: float(np.mean(v)) for k, v in items.items()}}
 
@@ -83,12 +83,62 @@ def test_the_aggregate_averages_over_columns_with_a_bootstrap_interval():
     assert flat["P(beats joint)"] == pytest.approx(0.5)  # identical runs: every pair ties
 
 
-def test_step_time_and_compute_read_the_records():
+def test_compute_counts_each_run_once_and_plans_runs_times_seconds():
     records = grid()
-    ratio = lb.step_time(records)
-    assert ratio.loc["joint"].tolist() == [1.0, 1.0] and ratio.loc["OGM-GE"].tolist() == [2.0, 2.0]
     alias = {**records[0], "arm": "joint | AV-Digits | Adam 1e-3"}  # the same run under its tuning label
-    assert lb.compute([*records, alias])["distinct runs"] == len(records)
+    spent = lb.compute([*records, alias])
+    assert spent.loc["the grid", "runs"] == len(records) and spent.loc["joint", "runs"] == 10
+    assert spent.loc["the grid", "CPU time (h)"] == pytest.approx(round(2.0 * len(records) / 3600, 3))
+    size = lb.Size(("AV-Digits", "mfeat"), ("joint", "Greedy"), ("SGD 0.05", "Adam 1e-3"), (0, 1, 2), 2, None)
+    plan = lb.plan(size, {"joint": 2.0, "Greedy": 4.0})
+    assert plan.loc["joint", "runs"] == 2 * 4 and plan.loc["Greedy", "runs"] == 4  # Greedy: not on mfeat
+    assert plan.loc["the grid", "CPU h"] == pytest.approx(round((8 * 2 + 4 * 4) / 3600, 3))
+
+
+def test_step_time_reads_the_benchmark_and_fills_settings_of_the_same_shape(tmp_path):
+    rows = [{"method": m, "setting": s, "ms_per_step": 1.0, "relative_to_joint": r}
+            for s in ("AV-Digits", "mfeat") for m, r in (("joint", 1.0), ("OGM-GE", 2.0 if s == "mfeat" else 1.5))]
+    path = tmp_path / "step.json"
+    lb.results.write_json(path, {"command": "python benchmarks/step_time.py --leaderboard", "results": rows,
+                                 "cpu_seconds": 12.0, "load_average_1_5_15_min": [1.0, 1.0, 1.0],
+                                 "device": "cpu", "time": "2026-12-07T14:00:00+00:00"})
+    ratio = lb.step_time(path, ("AV-Digits", "image degraded", "mfeat"))
+    assert list(ratio.index) == ["joint", "OGM-GE"] and list(ratio.columns) == ["AV-Digits", "image degraded", "mfeat"]
+    assert ratio.loc["OGM-GE"].tolist() == [1.5, 1.5, 2.0]
+    assert "--leaderboard" in lb.step_time_source(path)
+
+
+def test_recipe_choice_prefers_converged_runs_and_convergence_is_listed_per_cell():
+    size = lb.Size(("mfeat",), ("joint",), ("SGD 0.05", "Adam 1e-3"), (0, 1), 2, None)
+    tuning = [record("joint | mfeat | SGD 0.05", 0, [1], val=0.9, converged=False),
+              record("joint | mfeat | Adam 1e-3", 0, [1], val=0.8)]
+    assert lb.choose(tuning, size) == {("joint", "mfeat"): "Adam 1e-3"}
+    unconverged = [{**r, "converged": False} for r in tuning]
+    assert lb.choose(unconverged, size) == {("joint", "mfeat"): "SGD 0.05"}  # none converged: the best one
+    conv = lb.convergence(grid(bad=("OGM-GE | mfeat",)))
+    assert conv.index[0] == ("OGM-GE", "mfeat") and not conv.iloc[0]["all converged"]
+    assert conv["all converged"].sum() == len(conv) - 1
+
+
+def test_a_size_can_be_restricted_to_methods_and_always_keeps_joint():
+    size = lb.size_for("book", methods=["MWAM"])
+    assert size.methods == ("joint", "MWAM")
+    assert lb.CUTS["epoch cap"].startswith(f"every run trains for up to {size.epochs} epochs")
+
+
+def test_agreement_rederives_a_chapter_verdict_from_its_records(tmp_path):
+    import json
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for r in grid(settings=("AV-Digits",)):
+        arm = r["arm"].split(" | ")[0]
+        (folder / f"{arm}-{r['seed']}.json").write_text(json.dumps({**r, "arm": arm}))
+    pair = lb.Counterpart("OGM-GE beats joint", "bench", "OGM-GE", "joint", "accuracy", lambda: 0.01,
+                          ("OGM-GE | AV-Digits", "joint | AV-Digits", "accuracy"))
+    table = lb.agreement(grid(settings=("AV-Digits",)), [pair], root=tmp_path)
+    row = table.loc["OGM-GE beats joint"]
+    assert row["chapter verdict"] == row["leaderboard verdict"] and row["agree"]
+    assert row["chapter seeds"] == row["leaderboard seeds"] == 5
 
 
 def test_fmt_cell_marks_what_does_not_apply():

@@ -34,3 +34,17 @@ def test_command_line_writes_a_record(tmp_path):
     assert {"git_commit", "mmrepro", "device", "config"} <= set(record)
     with pytest.raises(SystemExit):
         step_time["main"](["--methods", "nonsense"])
+
+
+def test_steps_can_be_timed_at_a_later_epoch(synthetic):
+    seen = []
+
+    class Staged(methods.REGISTRY["joint"]):
+        def epoch_begin(self, epoch, ctx):
+            seen.append((epoch, ctx.epoch))
+
+    factories = {"joint": lambda: methods.build("joint", synthetic), "staged": lambda: Staged(methods.build("joint", synthetic).model)}
+    table = step_time["time_steps"](factories, synthetic, 16, 1, "cpu", 0, 1, epoch=2, epochs=5, patience=2)
+    assert table["method"].tolist() == ["joint", "staged"] and seen == [(0, 0), (1, 1), (2, 2)]
+    with pytest.raises(ValueError, match="epoch < epochs"):
+        step_time["time_steps"](factories, synthetic, 16, 1, "cpu", epoch=5, epochs=5)
