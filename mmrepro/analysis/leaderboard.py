@@ -608,9 +608,10 @@ def _judged(name: str, metric: str, treatment: str, control: str, delta: float, 
 
 def agreement(grid_records: Sequence[Mapping], counterparts: Sequence[Counterpart] = COUNTERPARTS,
               root: Path = records.RESULTS) -> pd.DataFrame:
-    """Each chapter verdict that has a leaderboard counterpart, re-derived from the chapter's committed records, beside
-    the leaderboard's: effect [95% interval] and outcome on both sides (one claim at a time, so no multiplicity
-    correction on either side), and whether the outcomes agree."""
+    """Each chapter verdict that has a leaderboard counterpart: the page's own verdict (its saved table), the claim
+    re-derived from the chapter's committed records, and the leaderboard's comparison: effect [95% interval] and
+    outcome on both sides (one claim at a time, no preconditions and no multiplicity correction on either side),
+    and whether those two outcomes agree."""
     board = arms(grid_records)
     rows = []
     for c in counterparts:
@@ -621,12 +622,16 @@ def agreement(grid_records: Sequence[Mapping], counterparts: Sequence[Counterpar
         ch = _judged(c.claim, c.metric, arm_name(c.treatment), arm_name(c.control), delta, own)
         t, k, metric = c.board
         lb_row = _judged(c.claim, metric, t, k, DELTA, board)
-        rows.append({"chapter": c.chapter, "claim": c.claim, "chapter delta": delta,
+        page = records.read_verdicts(c.chapter, root)
+        if c.claim not in page.index:
+            raise KeyError(f"chapter {c.chapter!r} saved no verdict for {c.claim!r}; its claims: {list(page.index)}")
+        rows.append({"chapter": c.chapter, "claim": c.claim, "the page's verdict": page.loc[c.claim, "outcome"],
+                     "chapter delta (points)": round(100 * delta, 2),
                      "chapter effect": verdict.fmt_interval(ch), "chapter seeds": ch["seeds"],
-                     "chapter verdict": ch["outcome"],
+                     "chapter, judged alone": ch["outcome"],
                      "leaderboard comparison": f"{t.split(' | ')[0]} vs {k.split(' | ')[0]}, {metric} ({t.split(' | ')[1]})",
                      "leaderboard effect": verdict.fmt_interval(lb_row), "leaderboard seeds": lb_row["seeds"],
-                     "leaderboard verdict": lb_row["outcome"], "agree": ch["outcome"] == lb_row["outcome"]})
+                     "leaderboard, judged alone": lb_row["outcome"], "agree": ch["outcome"] == lb_row["outcome"]})
     return pd.DataFrame(rows).set_index("claim")
 
 

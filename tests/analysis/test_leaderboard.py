@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmrepro import records
 from mmrepro.analysis import leaderboard as lb
 
 
@@ -135,10 +136,27 @@ def test_agreement_rederives_a_chapter_verdict_from_its_records(tmp_path):
         (folder / f"{arm}-{r['seed']}.json").write_text(json.dumps({**r, "arm": arm}))
     pair = lb.Counterpart("OGM-GE beats joint", "bench", "OGM-GE", "joint", "accuracy", lambda: 0.01,
                           ("OGM-GE | AV-Digits", "joint | AV-Digits", "accuracy"))
+    with pytest.raises(FileNotFoundError, match="no saved verdicts of chapter 'bench'"):
+        lb.agreement(grid(settings=("AV-Digits",)), [pair], root=tmp_path)
+    page = pd.DataFrame({"outcome": ["not testable here: no headroom"], "effect": [0.0], "low": [-0.01],
+                         "high": [0.01], "seeds": [5]}, index=pd.Index(["OGM-GE beats joint"], name="claim"))
+    records.save_verdicts("bench", page, "book", root=tmp_path)
     table = lb.agreement(grid(settings=("AV-Digits",)), [pair], root=tmp_path)
     row = table.loc["OGM-GE beats joint"]
-    assert row["chapter verdict"] == row["leaderboard verdict"] and row["agree"]
-    assert row["chapter seeds"] == row["leaderboard seeds"] == 5
+    assert row["the page's verdict"] == "not testable here: no headroom", "the page's own verdict, as saved"
+    assert row["chapter, judged alone"] == row["leaderboard, judged alone"] and row["agree"]
+    assert row["chapter seeds"] == row["leaderboard seeds"] == 5 and row["chapter delta (points)"] == 1.0
+
+
+def test_verdicts_are_saved_at_the_book_profile_only(tmp_path):
+    page = pd.DataFrame({"outcome": ["reproduced"], "effect": [0.1], "low": [0.05], "high": [0.15], "seeds": [5],
+                         "extra": ["not saved"]}, index=pd.Index(["a claim"], name="claim"))
+    assert records.save_verdicts("ch", page, "smoke", root=tmp_path) is None
+    assert records.save_verdicts("ch", page, "full", root=tmp_path) is None
+    records.save_verdicts("ch", page, "book", root=tmp_path)
+    saved = records.read_verdicts("ch", root=tmp_path)
+    assert list(saved.columns) == ["outcome", "effect", "low", "high", "seeds"]
+    assert saved.loc["a claim", "outcome"] == "reproduced"
 
 
 def test_fmt_cell_marks_what_does_not_apply():
