@@ -11,7 +11,7 @@ SMOKE_DIR := _build/smoke
 # `make book` executes each chapter once (papermill, book profile) into BOOK_NB, then renders BOOK_DIR from them
 BOOK_NB := _build/book-executed
 BOOK_DIR := _build/book
-# the leaderboard last: it cites the other chapters' saved verdicts (results/verdicts/)
+# the leaderboard last: it cites the other chapters' saved verdicts (results/verdicts-<chapter>.csv)
 ALL_CHAPTERS := $(filter-out leaderboard,$(basename $(notdir $(shell grep -l '^kernelspec:' book/*.md 2>/dev/null)))) leaderboard
 CHAPTERS ?= $(ALL_CHAPTERS)
 SHELL  := bash

@@ -322,15 +322,14 @@ class Grid:
             "stale record files": len(self.stale)}, name=self.chapter)
 
 
-VERDICTS = "verdicts"  # results/verdicts/<chapter>.csv: a chapter's judged claims, as its page prints them
 
 
 def save_verdicts(chapter: str, table: pd.DataFrame, profile: str, root: Path = RESULTS) -> Path | None:
-    """Write a chapter's verdict table (``verdict.judge``'s, one row per claim) to ``results/verdicts/<chapter>.csv``
+    """Write a chapter's verdict table (``verdict.judge``'s, one row per claim) to ``results/verdicts-<chapter>.csv``
     at the book profile, so another page can cite the page's own verdicts; nothing at the other profiles."""
     if profile != "book":
         return None
-    path = root / VERDICTS / f"{chapter}.csv"
+    path = root / f"verdicts-{chapter}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     table[["outcome", "effect", "low", "high", "seeds"]].rename_axis("claim").to_csv(path)
     return path
@@ -338,7 +337,7 @@ def save_verdicts(chapter: str, table: pd.DataFrame, profile: str, root: Path = 
 
 def read_verdicts(chapter: str, root: Path = RESULTS) -> pd.DataFrame:
     """A chapter's saved verdict table, indexed by claim; a clear error if the chapter has not saved one."""
-    path = root / VERDICTS / f"{chapter}.csv"
+    path = root / f"verdicts-{chapter}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no saved verdicts of chapter {chapter!r} ({path}); build that chapter at the book "
                                 f"profile first (make records CHAPTERS={chapter})")
