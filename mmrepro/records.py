@@ -322,8 +322,6 @@ class Grid:
             "stale record files": len(self.stale)}, name=self.chapter)
 
 
-
-
 def save_verdicts(chapter: str, table: pd.DataFrame, profile: str, root: Path = RESULTS) -> Path | None:
     """Write a chapter's verdict table (``verdict.judge``'s, one row per claim) to ``results/verdicts-<chapter>.csv``
     at the book profile, so another page can cite the page's own verdicts; nothing at the other profiles."""

@@ -182,9 +182,10 @@ def k_trajectories(records: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def k_summary(k_long: pd.DataFrame, low: float, high: float) -> pd.DataFrame:
+def k_summary(k_long: pd.DataFrame, low: float, high: float, tolerance: float = 0.02) -> pd.DataFrame:
     """Per arm and modality: the range of K's epoch means, its largest move within a run, the distance of its
-    mean to the nearest bound of (``low``, ``high``)."""
+    mean to the nearest bound of (``low``, ``high``), and whether it is saturated (that distance and its spread
+    within an epoch both under ``tolerance``; an unknown spread counts as not saturated)."""
     per_run = k_long.groupby(["arm", "modality", "seed"], sort=False)["K"].agg(["min", "max", "mean"])
     grouped = per_run.groupby(level=["arm", "modality"], sort=False)
     mean = grouped["mean"].mean()
@@ -194,7 +195,8 @@ def k_summary(k_long: pd.DataFrame, low: float, high: float) -> pd.DataFrame:
                          "highest epoch mean": grouped["max"].max(),
                          "largest move within a run": (per_run["max"] - per_run["min"]).groupby(
                              level=["arm", "modality"], sort=False).max(),
-                         "distance to the nearest bound": mean.map(lambda k: min(k - low, high - k))})
+                         "distance to the nearest bound": mean.map(lambda k: min(k - low, high - k))}).assign(
+        saturated=lambda t: (t["distance to the nearest bound"] < tolerance) & (t["mean std within an epoch"] < tolerance))
 
 
 def host_gap(k_long: pd.DataFrame, arms: Sequence[str]) -> float:

@@ -67,6 +67,7 @@ def test_k_summary_and_host_gap():
     summary = mwam.k_summary(k_long, 0.5, 1.5)
     assert summary.loc[("a", "depth"), "largest move within a run"] == pytest.approx(0.1)
     assert summary.loc[("a", "rgb"), "distance to the nearest bound"] == pytest.approx(0.015)
+    assert not summary["saturated"].any(), "no within-epoch spread logged: saturation cannot be shown"
     assert mwam.host_gap(k_long, ["a", "b"]) == pytest.approx(0.05)
     assert mwam.host_gap(_k_long({"a": ([1.0], [0.7]), "b": ([1.0], [0.7])}), ["a", "b"]) == 0.0
     with pytest.raises(ValueError, match="two of"):
@@ -147,3 +148,7 @@ def test_k_trajectories_spread_within_epoch_from_k_squared():
     assert k_long[k_long.modality == "ir"]["K std within epoch"].isna().all()
     summary = mwam.k_summary(k_long, 0.5, 1.5)
     assert summary.loc[("x", "rgb"), "mean std within an epoch"] == pytest.approx(0.15)
+    assert not summary.loc[("x", "rgb"), "saturated"], "rgb moves within an epoch"
+    still = mwam.k_summary(mwam.k_trajectories([{"arm": "y", "seed": 0, "history": [
+        {"epoch": e, "train_K_rgb": 1.49, "train_K2_rgb": 1.49 ** 2} for e in range(2)]}]), 0.5, 1.5)
+    assert still.loc[("y", "rgb"), "saturated"], "at the bound and no spread: saturated"
